@@ -1,0 +1,367 @@
+//! Configuration: the operator's TOML file turned into an immutable
+//! [`Snapshot`].
+//!
+//! Three tiers: [`raw`] mirrors the file, [`build`] validates it and compiles
+//! matchers, clients and TLS settings, and the resulting `Snapshot` is swapped
+//! atomically on reload ([`reload`]). A request keeps the snapshot it started
+//! with.
+
+pub mod build;
+pub mod raw;
+pub mod reload;
+pub mod source;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::HeaderName;
+use http::Method;
+use secrecy::SecretString;
+
+pub use build::{build, load_file, BuildMode, LoadError};
+
+use crate::pipeline::forward::UpstreamClient;
+use crate::pipeline::route::PathPattern;
+
+/// One problem found in a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// 1-based line, when the problem can be tied to one.
+    pub line: Option<usize>,
+    /// The key the problem is about, e.g. `route[2].authenticate`.
+    pub key: String,
+    /// What is wrong. Never contains a secret value.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.line, self.key.is_empty()) {
+            (Some(line), false) => write!(f, "line {line}: key `{}`: {}", self.key, self.message),
+            (Some(line), true) => write!(f, "line {line}: {}", self.message),
+            (None, false) => write!(f, "key `{}`: {}", self.key, self.message),
+            (None, true) => f.write_str(&self.message),
+        }
+    }
+}
+
+/// The validated, compiled configuration. Immutable once built.
+pub struct Snapshot {
+    /// The file this snapshot was built from.
+    pub source: PathBuf,
+    pub server: ServerSettings,
+    pub limits: Limits,
+    pub audit: Option<AuditSettings>,
+    pub cluster: Option<ClusterSettings>,
+    pub identities: BTreeMap<String, Arc<IdentitySettings>>,
+    pub zoom_apps: BTreeMap<String, Arc<ZoomAppSettings>>,
+    pub credentials: BTreeMap<String, Arc<CredentialSettings>>,
+    pub webhooks: BTreeMap<String, Arc<WebhookSettings>>,
+    /// Routes in file order; the first match wins.
+    pub routes: Vec<Arc<Route>>,
+    /// Problems that do not stop the file from being used (shown by `check`).
+    pub warnings: Vec<ConfigError>,
+}
+
+impl fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("source", &self.source)
+            .field("routes", &self.routes.iter().map(|r| &r.name).collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// `[server]`
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    pub plain_listen: Option<SocketAddr>,
+    pub admin_listen: Option<SocketAddr>,
+    /// `None` only when built for `check` and the files do not exist yet.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    pub shutdown_grace: Duration,
+}
+
+/// `[limits]`
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_header_bytes: usize,
+    pub max_body_bytes: usize,
+    pub header_read_timeout: Duration,
+    pub upstream_timeout: Duration,
+}
+
+/// `[audit]`
+#[derive(Clone, Debug)]
+pub struct AuditSettings {
+    /// `-` for stdout, otherwise a file opened for append.
+    pub path: String,
+}
+
+/// `[cluster]`
+#[derive(Debug)]
+pub struct ClusterSettings {
+    pub redis_url: SecretString,
+    pub redis_password: Option<SecretString>,
+    pub key_prefix: String,
+    pub timeout: Duration,
+}
+
+/// `[identity.NAME]`
+#[derive(Debug)]
+pub struct IdentitySettings {
+    pub name: String,
+    pub issuer: String,
+    pub jwks_uri: Option<http::Uri>,
+    pub audiences: Vec<String>,
+    pub algorithms: Vec<String>,
+    pub leeway: Duration,
+    pub jwks_refresh: Duration,
+    pub jwks_max_stale: Duration,
+    pub roles_claim: Option<String>,
+    pub tenant_claim: Option<String>,
+}
+
+/// `[zoom_app.NAME]`
+#[derive(Debug)]
+pub struct ZoomAppSettings {
+    pub name: String,
+    pub client_id: Option<String>,
+    pub client_secret: SecretString,
+    pub max_age: Duration,
+    pub allow_guests: bool,
+    pub leeway: Duration,
+}
+
+/// `[credential.NAME]`
+#[derive(Debug)]
+pub struct CredentialSettings {
+    pub name: String,
+    pub kind: CredentialKind,
+}
+
+/// The kinds of credential the gateway mints or fetches.
+#[derive(Debug)]
+pub enum CredentialKind {
+    ZoomMeetingSdk {
+        client_id: String,
+        client_secret: SecretString,
+        ttl: Duration,
+    },
+    ZoomVideoSdk {
+        client_id: String,
+        client_secret: SecretString,
+        ttl: Duration,
+    },
+    ZoomS2sOAuth {
+        account_id: String,
+        client_id: String,
+        client_secret: SecretString,
+        token_url: http::Uri,
+        refresh_before: Duration,
+    },
+    OpenTokProject {
+        api_key: String,
+        api_secret: SecretString,
+        ttl: Duration,
+    },
+    OAuthClientCredentials {
+        token_url: http::Uri,
+        client_id: String,
+        client_secret: SecretString,
+        scope: Option<String>,
+        audience: Option<String>,
+        client_auth: ClientAuth,
+        refresh_before: Duration,
+    },
+}
+
+impl CredentialKind {
+    /// The `type` string of this kind, as written in the file.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            CredentialKind::ZoomMeetingSdk { .. } => "zoom_meeting_sdk",
+            CredentialKind::ZoomVideoSdk { .. } => "zoom_video_sdk",
+            CredentialKind::ZoomS2sOAuth { .. } => "zoom_s2s_oauth",
+            CredentialKind::OpenTokProject { .. } => "opentok_project",
+            CredentialKind::OAuthClientCredentials { .. } => "oauth_client_credentials",
+        }
+    }
+}
+
+/// How an OAuth client authenticates at the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// HTTP Basic (`client_secret_basic`).
+    Basic,
+    /// In the form body (`client_secret_post`).
+    Post,
+}
+
+/// `[webhook.NAME]`
+#[derive(Debug)]
+pub struct WebhookSettings {
+    pub name: String,
+    pub kind: WebhookKind,
+    /// Secrets in the order written; several while rotating. For `standard`
+    /// these are the decoded `whsec_` key bytes.
+    pub secrets: Vec<SecretBytes>,
+    pub tolerance: Duration,
+    pub dedup: Duration,
+}
+
+/// Key material that must not be printed.
+pub struct SecretBytes(pub Vec<u8>);
+
+impl fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretBytes([REDACTED])")
+    }
+}
+
+/// Webhook signature schemes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookKind {
+    Zoom,
+    Standard,
+    Github,
+}
+
+/// A compiled route.
+#[derive(Debug)]
+pub struct Route {
+    pub name: String,
+    /// Lower-case host without port.
+    pub host: Option<String>,
+    /// `None`: every method.
+    pub methods: Option<Vec<Method>>,
+    pub pattern: PathPattern,
+    /// Decoded path prefix removed before forwarding (segment-aligned).
+    pub strip_prefix: Option<String>,
+    pub upstream: Option<Upstream>,
+    pub preserve_host: bool,
+    pub forward_bearer: bool,
+    pub websocket: bool,
+    pub authenticate: Authenticate,
+    pub authorize: Option<Authorize>,
+    pub claims_to_headers: Vec<(HeaderName, String)>,
+    pub inject: Vec<Inject>,
+    pub respond: Option<Respond>,
+    pub verify_webhook: Option<String>,
+}
+
+/// Where a route forwards to.
+pub struct Upstream {
+    /// `http` or `https`.
+    pub scheme: http::uri::Scheme,
+    pub authority: http::uri::Authority,
+    /// Path prefix of the upstream URL, without a trailing slash ("" for none).
+    pub base_path: String,
+    /// The pooled client for this upstream (shared between routes with the
+    /// same trust settings).
+    pub client: UpstreamClient,
+}
+
+impl fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}{}", self.scheme, self.authority, self.base_path)
+    }
+}
+
+/// Route `authenticate`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Authenticate {
+    /// Explicitly public.
+    None,
+    /// Bearer JWT from one of these identities (chosen by `iss`).
+    Identities(Vec<String>),
+    /// Zoom Apps context of this zoom_app.
+    ZoomApp(String),
+}
+
+/// Route `authorize`.
+#[derive(Debug, Default)]
+pub struct Authorize {
+    pub roles_any: Vec<String>,
+    pub roles_all: Vec<String>,
+    pub scopes_all: Vec<String>,
+    pub tenant_param: Option<String>,
+    pub claims_equal: Vec<(String, serde_json::Value)>,
+}
+
+/// One entry of route `inject`.
+#[derive(Debug)]
+pub struct Inject {
+    pub credential: String,
+    pub header: HeaderName,
+    pub meeting_param: Option<String>,
+    pub meeting_query: Option<String>,
+    pub session_param: Option<String>,
+    pub host_roles: Vec<String>,
+}
+
+/// Route `respond`.
+#[derive(Debug)]
+pub struct Respond {
+    pub credential: String,
+    pub host_roles: Vec<String>,
+    pub session_param: Option<String>,
+}
+
+impl Snapshot {
+    /// Parts of this configuration that need a stage this build does not run
+    /// yet. The gateway refuses to start (or to apply a reload) while this is
+    /// non-empty, so such a route can never pass traffic unchecked.
+    pub fn unsupported_stages(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for r in &self.routes {
+            match &r.authenticate {
+                Authenticate::None => {}
+                Authenticate::Identities(_) => out.push(format!(
+                    "route \"{}\": `authenticate` with a bearer-token identity is not available in this build",
+                    r.name
+                )),
+                Authenticate::ZoomApp(_) => out.push(format!(
+                    "route \"{}\": `authenticate = {{ zoom_app = ... }}` is not available in this build",
+                    r.name
+                )),
+            }
+            let stages = [
+                ("authorize", r.authorize.is_some()),
+                ("claims_to_headers", !r.claims_to_headers.is_empty()),
+                ("inject", !r.inject.is_empty()),
+                ("respond", r.respond.is_some()),
+                ("verify_webhook", r.verify_webhook.is_some()),
+            ];
+            for (key, used) in stages {
+                if used {
+                    out.push(format!(
+                        "route \"{}\": `{key}` is not available in this build",
+                        r.name
+                    ));
+                }
+            }
+        }
+        if self.cluster.is_some() {
+            out.push("`[cluster]` (shared Redis store) is not available in this build".to_owned());
+        }
+        out
+    }
+
+    /// Resolves a path written in the file relative to the file's directory.
+    pub fn relative(&self, p: &str) -> PathBuf {
+        relative_to(&self.source, p)
+    }
+}
+
+/// `p` relative to the directory of `file` (absolute paths unchanged).
+pub fn relative_to(file: &Path, p: &str) -> PathBuf {
+    let base = file.parent().unwrap_or_else(|| Path::new("."));
+    base.join(p)
+}

@@ -1,0 +1,177 @@
+//! The gateway's error types and the one place they become HTTP responses.
+//!
+//! Every error the gateway itself produces is answered as
+//! `{"error": "<code>", "error_description": "<text>"}` with
+//! `content-type: application/json` (BEHAVIOUR.md item 13). The code is a
+//! stable reason code operators can alert on; the description helps the caller
+//! and never carries a secret, token or key. Details go to the log.
+
+use http::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER};
+use http::{Method, Response, StatusCode};
+
+use crate::body::ResBody;
+
+/// An error produced while handling one request.
+///
+/// Each variant maps to exactly one status in [`GatewayError::status`]; the
+/// mapping has no wildcard arm so a new variant cannot silently become a 500.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The request target is not a path the gateway will route (BEHAVIOUR.md
+    /// item 9): encoded separators, dot segments, empty segments, control
+    /// characters or invalid encoding.
+    #[error("invalid request path: {reason}")]
+    InvalidPath { reason: &'static str },
+
+    /// Any other malformed request.
+    #[error("bad request: {description}")]
+    BadRequest {
+        code: &'static str,
+        description: String,
+    },
+
+    /// No route matches host and path.
+    #[error("no route")]
+    NoRoute,
+
+    /// A route matches the path, but not the method.
+    #[error("method not allowed")]
+    MethodNotAllowed { allow: Vec<Method> },
+
+    /// The request head is larger than `limits.max_header_bytes`.
+    #[error("request header fields too large")]
+    HeadersTooLarge,
+
+    /// A body the gateway buffers is larger than `limits.max_body_bytes`.
+    #[error("payload too large")]
+    PayloadTooLarge,
+
+    /// The route needs a stage this build cannot run. Only reachable if a
+    /// snapshot bypassed [`crate::config::Snapshot::unsupported_stages`]; it
+    /// fails closed rather than passing traffic unauthenticated.
+    #[error("route {route} needs the {stage} stage, which is not available")]
+    StageUnavailable {
+        route: String,
+        stage: &'static str,
+    },
+
+    /// The upstream could not be reached or broke the exchange.
+    #[error("upstream {upstream} failed")]
+    UpstreamFailed {
+        upstream: String,
+        #[source]
+        source: hyper_util::client::legacy::Error,
+    },
+
+    /// The upstream did not answer within `limits.upstream_timeout_ms`.
+    #[error("upstream {upstream} timed out")]
+    UpstreamTimeout { upstream: String },
+}
+
+impl GatewayError {
+    /// The HTTP status for this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            GatewayError::InvalidPath { .. } => StatusCode::BAD_REQUEST,
+            GatewayError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            GatewayError::NoRoute => StatusCode::NOT_FOUND,
+            GatewayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            GatewayError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            GatewayError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::StageUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::UpstreamFailed { .. } => StatusCode::BAD_GATEWAY,
+            GatewayError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// The stable reason code written in the body, logs and audit lines.
+    pub fn code(&self) -> &'static str {
+        match self {
+            GatewayError::InvalidPath { .. } => "invalid_path",
+            GatewayError::BadRequest { code, .. } => code,
+            GatewayError::NoRoute => "no_route",
+            GatewayError::MethodNotAllowed { .. } => "method_not_allowed",
+            GatewayError::HeadersTooLarge => "headers_too_large",
+            GatewayError::PayloadTooLarge => "payload_too_large",
+            GatewayError::StageUnavailable { .. } => "stage_unavailable",
+            GatewayError::UpstreamFailed { .. } => "upstream_unavailable",
+            GatewayError::UpstreamTimeout { .. } => "upstream_timeout",
+        }
+    }
+
+    /// A description for the caller. Never includes upstream addresses,
+    /// tokens or secrets: those stay in the log.
+    pub fn description(&self) -> String {
+        match self {
+            GatewayError::InvalidPath { reason } => format!("the request path is not allowed: {reason}"),
+            GatewayError::BadRequest { description, .. } => description.clone(),
+            GatewayError::NoRoute => "no route matches this request".to_owned(),
+            GatewayError::MethodNotAllowed { .. } => {
+                "the route does not accept this method".to_owned()
+            }
+            GatewayError::HeadersTooLarge => "the request head is too large".to_owned(),
+            GatewayError::PayloadTooLarge => "the request body is too large".to_owned(),
+            GatewayError::StageUnavailable { .. } => {
+                "this route is not available on this gateway".to_owned()
+            }
+            GatewayError::UpstreamFailed { .. } => "the upstream service could not be reached".to_owned(),
+            GatewayError::UpstreamTimeout { .. } => "the upstream service did not answer in time".to_owned(),
+        }
+    }
+
+    /// Builds the JSON error response.
+    pub fn to_response(&self) -> Response<ResBody> {
+        let mut resp = json_error(self.status(), self.code(), &self.description());
+        let headers = resp.headers_mut();
+        match self {
+            GatewayError::MethodNotAllowed { allow } => {
+                let list = allow.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
+                if let Ok(v) = HeaderValue::from_str(&list) {
+                    headers.insert(ALLOW, v);
+                }
+            }
+            GatewayError::StageUnavailable { .. } => {
+                headers.insert(RETRY_AFTER, HeaderValue::from_static("30"));
+            }
+            GatewayError::InvalidPath { .. }
+            | GatewayError::BadRequest { .. }
+            | GatewayError::NoRoute
+            | GatewayError::HeadersTooLarge
+            | GatewayError::PayloadTooLarge
+            | GatewayError::UpstreamFailed { .. }
+            | GatewayError::UpstreamTimeout { .. } => {}
+        }
+        resp
+    }
+}
+
+/// A JSON error response with the given status, code and description.
+pub fn json_error(status: StatusCode, code: &str, description: &str) -> Response<ResBody> {
+    let body = serde_json::json!({ "error": code, "error_description": description });
+    let mut resp = Response::new(ResBody::full(body.to_string()));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn errors_are_json_with_code_and_status() {
+        let err = GatewayError::MethodNotAllowed {
+            allow: vec![Method::GET, Method::POST],
+        };
+        let resp = err.to_response();
+        assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(resp.headers()[ALLOW], "GET, POST");
+        assert_eq!(resp.headers()[CONTENT_TYPE], "application/json");
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"], "method_not_allowed");
+        assert!(v["error_description"].as_str().unwrap().len() > 5);
+    }
+}

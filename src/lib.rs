@@ -1,0 +1,220 @@
+//! meetgate: a TLS-terminating authentication gateway for apps built on Zoom
+//! and Vonage/OpenTok.
+//!
+//! [`start`] binds the listeners for a configuration file and returns a
+//! [`Gateway`] handle; [`run`] adds signal handling (SIGHUP reloads,
+//! SIGTERM/SIGINT drain and stop) for the binary.
+
+pub mod body;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod net;
+pub mod pipeline;
+pub mod secret;
+pub mod server;
+pub mod telemetry;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use config::{BuildMode, LoadError, Snapshot};
+
+/// Environment lookup used to resolve `${VAR}` references.
+pub type Env = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// The process environment.
+pub fn process_env() -> Env {
+    Arc::new(secret::process_env)
+}
+
+/// State shared by every listener and task: the live snapshot and reload
+/// bookkeeping.
+pub struct State {
+    /// The configuration in force. Requests `load_full()` it once.
+    pub snapshot: ArcSwap<Snapshot>,
+    /// Bumped on every applied configuration (1 for the first).
+    pub generation: AtomicU64,
+    /// Reloads applied.
+    pub reloads_ok: AtomicU64,
+    /// Reloads refused (the old configuration kept serving).
+    pub reloads_failed: AtomicU64,
+    config_path: PathBuf,
+    env: Env,
+}
+
+impl State {
+    /// The configuration file this gateway reloads from.
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    /// Rebuilds from the file and swaps the snapshot in if it is valid and
+    /// runnable; otherwise logs every problem and keeps the old one.
+    pub fn reload(&self, cause: &str) -> bool {
+        match load_runnable(&self.config_path, &self.env) {
+            Ok(snap) => {
+                let old = self.snapshot.load();
+                if old.server.listen != snap.server.listen
+                    || old.server.admin_listen != snap.server.admin_listen
+                    || old.server.plain_listen != snap.server.plain_listen
+                {
+                    tracing::warn!("listener addresses changed; they apply at the next restart");
+                }
+                self.snapshot.store(Arc::new(snap));
+                let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+                self.reloads_ok.fetch_add(1, Ordering::SeqCst);
+                tracing::info!(cause, generation, "configuration reloaded");
+                true
+            }
+            Err(e) => {
+                self.reloads_failed.fetch_add(1, Ordering::SeqCst);
+                tracing::error!(cause, problems = %e.report().replace('\n', "; "), "configuration reload refused; the previous configuration keeps serving");
+                false
+            }
+        }
+    }
+}
+
+/// Why the gateway could not start (or a reload was refused).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] LoadError),
+    #[error("the configuration needs features this build does not provide:\n  {}", .0.join("\n  "))]
+    Unsupported(Vec<String>),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot watch the configuration file: {0}")]
+    Watch(#[from] notify::Error),
+}
+
+impl StartError {
+    /// Every problem, one per line.
+    pub fn report(&self) -> String {
+        match self {
+            StartError::Config(e) => e.report(),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// Loads a snapshot that this build can serve.
+fn load_runnable(path: &Path, env: &Env) -> Result<Snapshot, StartError> {
+    let snap = config::load_file(path, BuildMode::Run, &**env)?;
+    let unsupported = snap.unsupported_stages();
+    if !unsupported.is_empty() {
+        return Err(StartError::Unsupported(unsupported));
+    }
+    Ok(snap)
+}
+
+/// A running gateway.
+pub struct Gateway {
+    /// The bound TLS listener.
+    pub tls_addr: SocketAddr,
+    /// The bound plaintext listener, if configured.
+    pub plain_addr: Option<SocketAddr>,
+    /// The bound admin listener, if configured.
+    pub admin_addr: Option<SocketAddr>,
+    /// Shared state (snapshot, reload counters).
+    pub state: Arc<State>,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+/// Loads `config_path`, binds every listener and starts serving and watching
+/// the file for changes.
+pub async fn start(config_path: &Path, env: Env) -> Result<Gateway, StartError> {
+    let snap = load_runnable(config_path, &env)?;
+    let bind = |addr: SocketAddr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })
+    };
+    let tls = bind(snap.server.listen).await?;
+    let plain = match snap.server.plain_listen {
+        Some(a) => Some(bind(a).await?),
+        None => None,
+    };
+    let admin = match snap.server.admin_listen {
+        Some(a) => Some(bind(a).await?),
+        None => None,
+    };
+    let local = |l: &TcpListener| l.local_addr().expect("bound listener has an address");
+    let (tls_addr, plain_addr, admin_addr) = (local(&tls), plain.as_ref().map(local), admin.as_ref().map(local));
+
+    let state = Arc::new(State {
+        snapshot: ArcSwap::from_pointee(snap),
+        generation: AtomicU64::new(1),
+        reloads_ok: AtomicU64::new(0),
+        reloads_failed: AtomicU64::new(0),
+        config_path: config_path.to_owned(),
+        env,
+    });
+    let (shutdown, rx) = watch::channel(false);
+    config::reload::spawn_watcher(state.clone(), rx.clone())?;
+    let mut tasks = JoinSet::new();
+    tasks.spawn(server::listen::serve(tls, server::listen::Kind::Tls, state.clone(), rx.clone()));
+    if let Some(l) = plain {
+        tasks.spawn(server::listen::serve(l, server::listen::Kind::Plain, state.clone(), rx.clone()));
+    }
+    if let Some(l) = admin {
+        tasks.spawn(server::admin::serve(l, state.clone(), rx.clone()));
+    }
+    tracing::info!(https = %tls_addr, plain = ?plain_addr, admin = ?admin_addr, routes = state.snapshot.load().routes.len(), "meetgate listening");
+    Ok(Gateway {
+        tls_addr,
+        plain_addr,
+        admin_addr,
+        state,
+        shutdown,
+        tasks,
+    })
+}
+
+impl Gateway {
+    /// Reloads the configuration now (what SIGHUP does).
+    pub fn reload(&self) -> bool {
+        self.state.reload("reload requested")
+    }
+
+    /// Stops accepting, lets in-flight requests finish (bounded by
+    /// `server.shutdown_grace_ms`), and returns when every listener is done.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Runs until SIGTERM or SIGINT, reloading on SIGHUP; then drains and returns.
+pub async fn run(gateway: Gateway) -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => { gateway.state.reload("SIGHUP"); }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    tracing::info!("shutting down: draining in-flight requests");
+    gateway.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,73 @@
+//! The `meetgate` command: `run`, `check`, `demo`, `dev-certs`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "meetgate", version, about = "Authentication gateway for apps built on Zoom and Vonage/OpenTok")]
+struct Cli {
+    /// Log format: json (default when stderr is not a terminal) or text.
+    #[arg(long, global = true, env = "MEETGATE_LOG_FORMAT")]
+    log_format: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve with a configuration file (reloaded on change and on SIGHUP).
+    Run {
+        #[arg(long, short, default_value = "config/meetgate.toml")]
+        config: PathBuf,
+    },
+    /// Validate a configuration file: exit 0, or 1 listing every problem.
+    Check {
+        #[arg(long, short, default_value = "config/meetgate.toml")]
+        config: PathBuf,
+    },
+    /// Run a self-contained demo: dev certificates, an echo upstream, curl lines.
+    Demo {
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        listen: SocketAddr,
+        #[arg(long, default_value = "127.0.0.1:9901")]
+        admin_listen: SocketAddr,
+        /// Where certificates and the demo config are written.
+        #[arg(long, default_value_os_t = std::env::temp_dir().join("meetgate-demo"))]
+        dir: PathBuf,
+    },
+    /// Write a development CA and gateway certificate (never for production).
+    DevCerts {
+        #[arg(long, default_value = "certs")]
+        out: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    meetgate::telemetry::init_logging(cli.log_format.as_deref());
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("meetgate: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        Command::Run { config } => rt.block_on(meetgate::cli::run(&config)),
+        Command::Check { config } => meetgate::cli::check(&config),
+        Command::Demo { listen, admin_listen, dir } => {
+            rt.block_on(meetgate::cli::demo(meetgate::demo::DemoOptions { listen, admin_listen, dir }))
+        }
+        Command::DevCerts { out } => meetgate::cli::dev_certs(&out),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("meetgate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! Small helpers about hosts and addresses.
+
+use std::net::IpAddr;
+
+/// Whether `host` (a URI host, IPv6 possibly in brackets) is a loopback host:
+/// 127.0.0.0/8, ::1 or `localhost` (BEHAVIOUR.md item 1).
+pub fn is_loopback_host(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    if h.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    h.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// `host[:port]` → `host` (IPv6 literals keep their brackets).
+pub fn strip_port(authority: &str) -> &str {
+    if authority.starts_with('[') {
+        return match authority.find(']') {
+            Some(end) => &authority[..=end],
+            None => authority,
+        };
+    }
+    match authority.rfind(':') {
+        Some(i) if authority[i + 1..].bytes().all(|b| b.is_ascii_digit()) => &authority[..i],
+        _ => authority,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts() {
+        for h in ["127.0.0.1", "127.8.0.1", "localhost", "LOCALHOST", "[::1]", "::1"] {
+            assert!(is_loopback_host(h), "{h}");
+        }
+        for h in ["10.0.0.1", "example.com", "localhost.example.com", "[::2]"] {
+            assert!(!is_loopback_host(h), "{h}");
+        }
+    }
+
+    #[test]
+    fn ports_are_stripped() {
+        assert_eq!(strip_port("Example.com:8443"), "Example.com");
+        assert_eq!(strip_port("example.com"), "example.com");
+        assert_eq!(strip_port("[::1]:443"), "[::1]");
+        assert_eq!(strip_port("[::1]"), "[::1]");
+    }
+}

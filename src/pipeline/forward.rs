@@ -1,0 +1,289 @@
+//! Forwarding to upstreams: the pooled hyper-util client, header hygiene, and
+//! WebSocket upgrades.
+//!
+//! Bodies stream both ways without buffering; hyper's flow control bounds
+//! memory whatever the body size (BEHAVIOUR.md item 11).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Uri, Version};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+
+use crate::body::{ReqBody, ResBody};
+use crate::config::{Route, Upstream};
+use crate::error::GatewayError;
+
+/// The pooled client type used for every upstream.
+pub type HttpClient = Client<HttpsConnector<HttpConnector>, ReqBody>;
+
+/// A shared upstream client.
+pub type UpstreamClient = Arc<HttpClient>;
+
+/// Builds a pooled client (HTTP/1.1 and, over TLS with ALPN, HTTP/2) trusting
+/// `roots`.
+pub fn new_client(roots: rustls::RootCertStore) -> UpstreamClient {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(Duration::from_secs(10)));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(crate::tls::client_config(roots))
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http);
+    let client = Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build(https);
+    Arc::new(client)
+}
+
+/// Hop-by-hop headers (RFC 9110 section 7.6.1) and the `Proxy-*` family.
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection" | "keep-alive" | "te" | "trailer" | "transfer-encoding" | "upgrade"
+    ) || name.as_str().starts_with("proxy-")
+}
+
+/// Identity and forwarding headers only the gateway may set. Underscore
+/// look-alikes (`X_Auth_Subject`) count too: some frameworks fold `_` and `-`
+/// into the same variable.
+fn is_reserved(name: &HeaderName) -> bool {
+    let n = name.as_str();
+    let has_underscore = n.contains('_');
+    let folded;
+    let n = if has_underscore {
+        folded = n.replace('_', "-");
+        folded.as_str()
+    } else {
+        n
+    };
+    n.starts_with("x-auth-")
+        || n.starts_with("x-zoom-")
+        || n.starts_with("x-webhook-")
+        || n.starts_with("x-forwarded-")
+        || n == "forwarded"
+        || n == "x-real-ip"
+        // Underscore spellings of headers we do forward are dropped too.
+        || (has_underscore && (n == "authorization" || n == "host" || n == "x-request-id"))
+}
+
+/// Removes the headers named in `Connection`, every hop-by-hop header, and
+/// anything [`is_reserved`].
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let mut listed: Vec<HeaderName> = Vec::new();
+    for v in headers.get_all(header::CONNECTION) {
+        if let Ok(s) = v.to_str() {
+            for tok in s.split(',') {
+                if let Ok(name) = HeaderName::from_bytes(tok.trim().as_bytes()) {
+                    listed.push(name);
+                }
+            }
+        }
+    }
+    for name in listed {
+        headers.remove(name);
+    }
+    let drop: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| is_hop_by_hop(n))
+        .cloned()
+        .collect();
+    for name in drop {
+        headers.remove(name);
+    }
+}
+
+/// Cleans a client's request headers for forwarding.
+pub fn sanitize_request(headers: &mut HeaderMap, route: &Route) {
+    strip_hop_by_hop(headers);
+    let drop: Vec<HeaderName> = headers.keys().filter(|n| is_reserved(n)).cloned().collect();
+    for name in drop {
+        headers.remove(name);
+    }
+    if !route.forward_bearer {
+        headers.remove(header::AUTHORIZATION);
+    }
+}
+
+/// Cleans an upstream's response headers (hop-by-hop only; everything else is
+/// the upstream's answer and passes unchanged).
+pub fn sanitize_response(headers: &mut HeaderMap) {
+    strip_hop_by_hop(headers);
+}
+
+/// Whether a request asks to switch to WebSocket (HTTP/1.1 Upgrade).
+pub fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
+    let upgrade = req
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let connection = req.headers().get_all(header::CONNECTION).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+    });
+    req.version() == Version::HTTP_11 && upgrade && connection
+}
+
+/// What the forwarder needs to know about the downstream side.
+pub struct Downstream<'a> {
+    pub client_addr: SocketAddr,
+    /// `https` or `http`: the listener the request came in on.
+    pub proto: &'static str,
+    /// The authority the client addressed (Host or :authority), if any.
+    pub host: Option<&'a str>,
+}
+
+/// Sends the request upstream and returns its response, headers cleaned.
+/// `path` is the canonical upstream path (see
+/// [`super::route::upstream_path`]); the query string passes unchanged.
+pub async fn forward(
+    route: &Route,
+    upstream: &Upstream,
+    mut req: Request<ReqBody>,
+    path: &str,
+    down: &Downstream<'_>,
+    timeout: Duration,
+    websocket: bool,
+) -> Result<Response<hyper::body::Incoming>, GatewayError> {
+    let upgrade_value = if websocket {
+        req.headers().get(header::UPGRADE).cloned()
+    } else {
+        None
+    };
+    let headers = req.headers_mut();
+    sanitize_request(headers, route);
+    if let Some(v) = upgrade_value {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, v);
+    }
+    if route.preserve_host {
+        if let Some(h) = down.host.and_then(|h| HeaderValue::from_str(h).ok()) {
+            headers.insert(header::HOST, h);
+        }
+    } else {
+        headers.remove(header::HOST);
+    }
+    if let Ok(v) = HeaderValue::from_str(&down.client_addr.ip().to_string()) {
+        headers.insert(X_FORWARDED_FOR.clone(), v);
+    }
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(down.proto));
+    if let Some(h) = down.host.and_then(|h| HeaderValue::from_str(h).ok()) {
+        headers.insert(X_FORWARDED_HOST.clone(), h);
+    }
+
+    let query = req.uri().query();
+    let mut pq = String::with_capacity(upstream.base_path.len() + path.len() + query.map_or(0, |q| q.len() + 1));
+    pq.push_str(&upstream.base_path);
+    pq.push_str(path);
+    if let Some(q) = query {
+        pq.push('?');
+        pq.push_str(q);
+    }
+    let uri = Uri::builder()
+        .scheme(upstream.scheme.clone())
+        .authority(upstream.authority.clone())
+        .path_and_query(pq)
+        .build()
+        .map_err(|_| GatewayError::BadRequest {
+            code: "invalid_request",
+            description: "the request target cannot be forwarded".to_owned(),
+        })?;
+    *req.uri_mut() = uri;
+    // The client picks the upstream protocol (ALPN); HTTP/1.1 semantics are
+    // what every upstream understands.
+    *req.version_mut() = Version::HTTP_11;
+
+    let upstream_name = || format!("{upstream:?}");
+    let mut resp = match tokio::time::timeout(timeout, upstream.client.request(req)).await {
+        Ok(Ok(resp)) => resp,
+        Ok(Err(source)) => {
+            return Err(GatewayError::UpstreamFailed {
+                upstream: upstream_name(),
+                source,
+            })
+        }
+        Err(_) => {
+            return Err(GatewayError::UpstreamTimeout {
+                upstream: upstream_name(),
+            })
+        }
+    };
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        sanitize_response(resp.headers_mut());
+    }
+    Ok(resp)
+}
+
+/// Splices an upgraded client connection to an upgraded upstream connection
+/// until either side closes.
+pub fn splice_upgrade(
+    client: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+    route: String,
+) {
+    tokio::spawn(async move {
+        let (c, u) = match tokio::try_join!(client, upstream) {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::debug!(route, error = %e, "upgrade did not complete");
+                return;
+            }
+        };
+        let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
+        if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
+            tracing::debug!(route, error = %e, "upgraded connection ended with an error");
+        }
+    });
+}
+
+/// Converts an upstream response into the gateway's response type.
+pub fn into_response(resp: Response<hyper::body::Incoming>) -> Response<ResBody> {
+    resp.map(ResBody::stream)
+}
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_headers_include_underscore_look_alikes() {
+        for n in [
+            "x-auth-subject", "x_auth_subject", "x-auth_roles", "x-zoom-user-id", "x_zoom_meeting_id",
+            "x-webhook-verified", "x-forwarded-for", "x_forwarded_for", "forwarded", "x-real-ip",
+        ] {
+            assert!(is_reserved(&HeaderName::from_bytes(n.as_bytes()).unwrap()), "{n}");
+        }
+        for n in ["x-request-id", "authorization", "x-zm-signature", "x-custom", "content-type"] {
+            assert!(!is_reserved(&HeaderName::from_bytes(n.as_bytes()).unwrap()), "{n}");
+        }
+    }
+
+    #[test]
+    fn connection_listed_and_hop_by_hop_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("keep-alive, X-Secret-Hop"));
+        h.insert("x-secret-hop", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("te", HeaderValue::from_static("trailers"));
+        h.insert("proxy-authorization", HeaderValue::from_static("Basic x"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-kept"));
+    }
+}

@@ -1,0 +1,177 @@
+//! The request pipeline: `route → verify → authenticate → authorize →
+//! inject → respond | forward`, sequenced in one place ([`handle`]).
+//!
+//! Stages that later issues add plug in here; until one exists, a snapshot
+//! that needs it is refused at start and reload
+//! ([`crate::config::Snapshot::unsupported_stages`]) and, as a second line of
+//! defence, such a route fails closed here.
+
+pub mod forward;
+pub mod route;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::HOST;
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use crate::body::{ReqBody, ResBody};
+use crate::config::{Authenticate, Route, Snapshot};
+use crate::error::GatewayError;
+use route::Selection;
+
+/// What the pipeline knows about the connection a request came in on.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    pub remote: SocketAddr,
+    /// `https` for the TLS listener, `http` for `plain_listen`.
+    pub proto: &'static str,
+}
+
+/// Handles one request against one snapshot and always produces a response:
+/// errors become the JSON answers of [`GatewayError::to_response`].
+pub async fn handle(snap: Arc<Snapshot>, req: Request<Incoming>, conn: ConnInfo) -> Response<ResBody> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let mut route_name = None;
+    let result = run(&snap, req, conn, &mut route_name).await;
+    let route = route_name.as_deref().unwrap_or("-");
+    match result {
+        Ok(resp) => {
+            tracing::debug!(
+                route,
+                %method,
+                status = resp.status().as_u16(),
+                total_ms = started.elapsed().as_millis() as u64,
+                "request forwarded"
+            );
+            resp
+        }
+        Err(err) => {
+            let status = err.status();
+            if status.is_server_error() {
+                tracing::warn!(route, %method, status = status.as_u16(), code = err.code(), error = %error_chain(&err), "request failed");
+            } else {
+                tracing::debug!(route, %method, status = status.as_u16(), code = err.code(), "request refused");
+            }
+            err.to_response()
+        }
+    }
+}
+
+async fn run(
+    snap: &Snapshot,
+    mut req: Request<Incoming>,
+    conn: ConnInfo,
+    route_name: &mut Option<String>,
+) -> Result<Response<ResBody>, GatewayError> {
+    // Route: limits and path checks come before any route is chosen.
+    if head_size(&req) > snap.limits.max_header_bytes {
+        return Err(GatewayError::HeadersTooLarge);
+    }
+    let path = route::normalize(req.uri().path()).map_err(|reason| GatewayError::InvalidPath { reason })?;
+    let authority = request_authority(&req).map(str::to_owned);
+    let host = authority
+        .as_deref()
+        .map(|a| crate::net::strip_port(a).to_ascii_lowercase());
+    let (route, _captures) = match route::select(&snap.routes, host.as_deref(), req.method(), &path) {
+        Selection::Found { route, captures } => (route, captures),
+        Selection::MethodNotAllowed(allow) => return Err(GatewayError::MethodNotAllowed { allow }),
+        Selection::NotFound => return Err(GatewayError::NoRoute),
+    };
+    *route_name = Some(route.name.clone());
+
+    // Authenticate / authorize / inject / respond: only `authenticate =
+    // "none"` exists in this build; anything else fails closed.
+    if let Some(stage) = missing_stage(&route) {
+        return Err(GatewayError::StageUnavailable {
+            route: route.name.clone(),
+            stage,
+        });
+    }
+
+    // Forward.
+    let Some(upstream) = route.upstream.as_ref() else {
+        return Err(GatewayError::StageUnavailable {
+            route: route.name.clone(),
+            stage: "respond",
+        });
+    };
+    let websocket = route.websocket && forward::is_websocket_upgrade(&req);
+    let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
+    let upstream_path = route::upstream_path(&path, route.strip_prefix.as_deref());
+    let down = forward::Downstream {
+        client_addr: conn.remote,
+        proto: conn.proto,
+        host: authority.as_deref(),
+    };
+    let req = req.map(|inner| ReqBody::Stream { inner });
+    let mut resp = forward::forward(
+        &route,
+        upstream,
+        req,
+        &upstream_path,
+        &down,
+        snap.limits.upstream_timeout,
+        websocket,
+    )
+    .await?;
+    if let Some(client_upgrade) = client_upgrade {
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            let upstream_upgrade = hyper::upgrade::on(&mut resp);
+            forward::splice_upgrade(client_upgrade, upstream_upgrade, route.name.clone());
+        }
+    }
+    Ok(forward::into_response(resp))
+}
+
+/// The first stage this route needs that this build does not run.
+fn missing_stage(route: &Route) -> Option<&'static str> {
+    if route.authenticate != Authenticate::None {
+        return Some("authenticate");
+    }
+    if route.verify_webhook.is_some() {
+        return Some("verify_webhook");
+    }
+    if route.authorize.is_some() || !route.claims_to_headers.is_empty() {
+        return Some("authorize");
+    }
+    if !route.inject.is_empty() {
+        return Some("inject");
+    }
+    if route.respond.is_some() {
+        return Some("respond");
+    }
+    None
+}
+
+/// The authority the client addressed: `:authority` (HTTP/2, absolute-form)
+/// or the Host header.
+fn request_authority<B>(req: &Request<B>) -> Option<&str> {
+    req.uri()
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| req.headers().get(HOST).and_then(|h| h.to_str().ok()))
+}
+
+/// The size of the request head as the limit counts it: target plus every
+/// header line.
+fn head_size<B>(req: &Request<B>) -> usize {
+    let target = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    req.headers()
+        .iter()
+        .fold(target, |acc, (n, v)| acc + n.as_str().len() + v.len() + 4)
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut s = err.to_string();
+    let mut src = err.source();
+    while let Some(e) = src {
+        s.push_str(": ");
+        s.push_str(&e.to_string());
+        src = e.source();
+    }
+    s
+}

@@ -1,0 +1,137 @@
+//! Secret handling: re-exports of the `secrecy` types and the resolution of
+//! `${VAR}` and `file:PATH` references in configuration values.
+//!
+//! Secrets are `SecretString` from deserialization on, so a derived `Debug`
+//! prints nothing of them. Resolution errors name the variable or path, never
+//! a value.
+
+use std::path::Path;
+
+pub use secrecy::{ExposeSecret, SecretString};
+
+/// Looks up an environment variable. Injected so tests never touch the
+/// process environment.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// The process environment, for the binary.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Why a configuration value could not be resolved.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ResolveError {
+    #[error("environment variable {name} is not set")]
+    MissingVar { name: String },
+    #[error("environment variable {name} is not valid UTF-8 or is empty")]
+    EmptyVar { name: String },
+    #[error("cannot read secret file {path}: {reason}")]
+    File { path: String, reason: String },
+    #[error("`${{...}}` reference `{reference}` is not a valid variable name")]
+    BadReference { reference: String },
+}
+
+/// Resolves a configuration string: exactly `${NAME}` reads the environment
+/// variable NAME, `file:PATH` reads PATH (relative to `base`) with one
+/// trailing newline trimmed; anything else is returned as written.
+pub fn resolve(value: &str, base: &Path, env: EnvLookup<'_>) -> Result<String, ResolveError> {
+    if let Some(name) = value.strip_prefix("${").and_then(|v| v.strip_suffix('}')) {
+        if !is_var_name(name) {
+            return Err(ResolveError::BadReference {
+                reference: value.to_owned(),
+            });
+        }
+        return match env(name) {
+            Some(v) if !v.is_empty() => Ok(v),
+            Some(_) => Err(ResolveError::EmptyVar {
+                name: name.to_owned(),
+            }),
+            None => Err(ResolveError::MissingVar {
+                name: name.to_owned(),
+            }),
+        };
+    }
+    if let Some(path) = value.strip_prefix("file:") {
+        let full = base.join(path);
+        return match std::fs::read_to_string(&full) {
+            Ok(mut s) => {
+                if s.ends_with('\n') {
+                    s.pop();
+                    if s.ends_with('\r') {
+                        s.pop();
+                    }
+                }
+                Ok(s)
+            }
+            Err(e) => Err(ResolveError::File {
+                path: full.display().to_string(),
+                reason: e.kind().to_string(),
+            }),
+        };
+    }
+    Ok(value.to_owned())
+}
+
+fn is_var_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Compares two byte strings in constant time (for MACs and tokens). The
+/// length is not secret; the contents are.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "SET" => Some("s3cr3t-value".into()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn variable_reference_reads_the_environment() {
+        assert_eq!(resolve("${SET}", Path::new("."), &env).unwrap(), "s3cr3t-value");
+    }
+
+    #[test]
+    fn missing_variable_names_it_and_no_value() {
+        let err = resolve("${NOPE}", Path::new("."), &env).unwrap_err();
+        assert_eq!(err.to_string(), "environment variable NOPE is not set");
+    }
+
+    #[test]
+    fn empty_variable_is_an_error() {
+        assert!(resolve("${EMPTY}", Path::new("."), &env).is_err());
+    }
+
+    #[test]
+    fn partial_references_are_literal() {
+        assert_eq!(resolve("a${SET}", Path::new("."), &env).unwrap(), "a${SET}");
+        assert!(resolve("${1X}", Path::new("."), &env).is_err());
+    }
+
+    #[test]
+    fn file_reference_trims_one_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("s"), "abc\n").unwrap();
+        assert_eq!(resolve("file:s", dir.path(), &env).unwrap(), "abc");
+        let err = resolve("file:missing", dir.path(), &env).unwrap_err();
+        assert!(err.to_string().contains("missing"));
+    }
+
+    #[test]
+    fn constant_time_eq_compares_bytes() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+}

@@ -1,0 +1,73 @@
+//! The admin listener: `/healthz`, `/readyz` (plaintext, never on the public
+//! listeners; BEHAVIOUR.md item 5).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use http::header::{HeaderValue, CONTENT_TYPE};
+use http::{Method, Request, Response, StatusCode};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::body::ResBody;
+use crate::error::json_error;
+use crate::State;
+
+/// Serves the admin endpoints until `shutdown` flips.
+pub async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.wait_for(|s| *s) => break,
+        };
+        let Ok((tcp, _)) = accepted else { continue };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, std::convert::Infallible>(answer(&state, &req)) }
+            });
+            let _ = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(std::time::Duration::from_secs(5))
+                .serve_connection(TokioIo::new(tcp), svc)
+                .await;
+        });
+    }
+}
+
+fn answer<B>(state: &State, req: &Request<B>) -> Response<ResBody> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return json_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "admin endpoints answer GET");
+    }
+    match req.uri().path() {
+        "/healthz" => json(StatusCode::OK, serde_json::json!({ "status": "ok" })),
+        "/readyz" => {
+            let not_ready: Vec<String> = Vec::new();
+            let ready = not_ready.is_empty();
+            let body = serde_json::json!({
+                "ready": ready,
+                "not_ready": not_ready,
+                "config_generation": state.generation.load(Ordering::Relaxed),
+                "config_reloads": {
+                    "ok": state.reloads_ok.load(Ordering::Relaxed),
+                    "failed": state.reloads_failed.load(Ordering::Relaxed),
+                },
+            });
+            let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+            json(status, body)
+        }
+        _ => json_error(StatusCode::NOT_FOUND, "not_found", "admin endpoints: /healthz, /readyz"),
+    }
+}
+
+fn json(status: StatusCode, v: serde_json::Value) -> Response<ResBody> {
+    let mut r = Response::new(ResBody::full(v.to_string()));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
