@@ -64,29 +64,29 @@ pub fn curl_lines(ca: &Path, gw: SocketAddr, admin: Option<SocketAddr>) -> Vec<(
     let mut lines = vec![
         (
             "a public route, forwarded to the echo upstream (prefix stripped, X-Forwarded-* set)".to_owned(),
-            format!("curl --cacert {ca} {base}/public/hello?greeting=hi"),
+            format!("curl --cacert {ca} '{base}/public/hello?greeting=hi'"),
         ),
         (
             "the same over HTTP/2, with a spoofed identity header the gateway removes".to_owned(),
-            format!("curl --http2 --cacert {ca} -H 'X-Auth-Subject: mallory' {base}/public/whoami"),
+            format!("curl --http2 --cacert {ca} -H 'X-Auth-Subject: mallory' '{base}/public/whoami'"),
         ),
         (
             "a path capture route that only allows GET: DELETE is 405 with Allow".to_owned(),
-            format!("curl -i --cacert {ca} -X DELETE {base}/api/items/42"),
+            format!("curl -i --cacert {ca} -X DELETE '{base}/api/items/42'"),
         ),
         (
             "an encoded slash is refused before routing: 400".to_owned(),
-            format!("curl -i --cacert {ca} {base}/public/..%2fadmin"),
+            format!("curl -i --cacert {ca} '{base}/public/..%2fadmin'"),
         ),
         (
             "no route: 404 with a JSON error".to_owned(),
-            format!("curl -i --cacert {ca} {base}/nowhere"),
+            format!("curl -i --cacert {ca} '{base}/nowhere'"),
         ),
     ];
     if let Some(admin) = admin {
         lines.push((
             "readiness on the admin listener".to_owned(),
-            format!("curl http://{admin}/readyz"),
+            format!("curl 'http://{admin}/readyz'"),
         ));
     }
     lines

@@ -175,7 +175,14 @@ pub async fn start(config_path: &Path, env: Env) -> Result<Gateway, StartError> 
     if let Some(l) = admin {
         tasks.spawn(server::admin::serve(l, state.clone(), rx.clone()));
     }
-    tracing::info!(https = %tls_addr, plain = ?plain_addr, admin = ?admin_addr, routes = state.snapshot.load().routes.len(), "meetgate listening");
+    let show = |a: Option<SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
+    tracing::info!(
+        https = %tls_addr,
+        plain = %show(plain_addr),
+        admin = %show(admin_addr),
+        routes = state.snapshot.load().routes.len(),
+        "meetgate listening"
+    );
     Ok(Gateway {
         tls_addr,
         plain_addr,

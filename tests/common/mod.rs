@@ -1,0 +1,348 @@
+//! Test harness: a per-run CA, the gateway in-process or as the real binary,
+//! HTTP/1.1 and HTTP/2 clients over real TLS, and upstreams on ephemeral
+//! loopback ports. Config goes in as a temp file; nothing reads the process
+//! environment.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::{Body, Frame};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type TestBody = BoxBody<Bytes, BoxError>;
+pub type TestClient = Client<HttpsConnector<HttpConnector>, TestBody>;
+
+/// Development certificates for `localhost` and 127.0.0.1 in a temp dir.
+pub struct Certs {
+    pub dir: tempfile::TempDir,
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Certs {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = meetgate::tls::generate_dev_certs(&["localhost", "127.0.0.1"]).unwrap();
+        let (ca, cert, key) = certs.write_to(dir.path()).unwrap();
+        Certs { dir, ca, cert, key }
+    }
+
+    pub fn roots(&self) -> rustls::RootCertStore {
+        let mut roots = rustls::RootCertStore::empty();
+        meetgate::tls::add_pem_roots(&mut roots, &self.ca).unwrap();
+        roots
+    }
+
+    /// A rustls client config trusting the test CA with the given ALPN.
+    pub fn client_tls(&self, alpn: &[&[u8]]) -> rustls::ClientConfig {
+        let mut cfg = meetgate::tls::client_config(self.roots());
+        cfg.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
+        cfg
+    }
+}
+
+/// The `[server]` section every test config starts with.
+pub fn server_section(certs: &Certs, extra: &str) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n{extra}\n",
+        certs.cert.display(),
+        certs.key.display()
+    )
+}
+
+/// A gateway running in this process.
+pub struct TestGateway {
+    pub gw: meetgate::Gateway,
+    pub certs: Certs,
+    pub config: PathBuf,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestGateway {
+    /// Starts the gateway with `[server]` (from [`server_section`]) followed by
+    /// `rest`.
+    pub async fn start(rest: &str) -> Self {
+        Self::start_with(rest, "", HashMap::new()).await
+    }
+
+    pub async fn start_with(rest: &str, server_extra: &str, env: HashMap<String, String>) -> Self {
+        let certs = Certs::new();
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("meetgate.toml");
+        std::fs::write(&config, format!("{}{rest}", server_section(&certs, server_extra))).unwrap();
+        let env: meetgate::Env = Arc::new(move |k: &str| env.get(k).cloned());
+        let gw = meetgate::start(&config, env).await.unwrap_or_else(|e| panic!("start: {}", e.report()));
+        TestGateway { gw, certs, config, dir }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.gw.tls_addr.port())
+    }
+
+    pub fn h1(&self) -> TestClient {
+        client(&self.certs, false)
+    }
+
+    pub fn h2(&self) -> TestClient {
+        client(&self.certs, true)
+    }
+
+    /// Rewrites the config file (the `[server]` section is kept).
+    pub fn rewrite(&self, rest: &str, atomic: bool) {
+        let text = format!("{}{rest}", server_section(&self.certs, ""));
+        if atomic {
+            let tmp = self.dir.path().join(".meetgate.toml.tmp");
+            std::fs::write(&tmp, text).unwrap();
+            std::fs::rename(&tmp, &self.config).unwrap();
+        } else {
+            std::fs::write(&self.config, text).unwrap();
+        }
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.gw.state.generation.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub fn reloads_failed(&self) -> u64 {
+        self.gw.state.reloads_failed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Waits (polling, bounded) until `f` holds.
+pub async fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A client over TLS trusting the test CA: HTTP/1.1 only, or HTTP/2 only.
+pub fn client(certs: &Certs, h2: bool) -> TestClient {
+    // hyper-rustls sets ALPN itself from the enabled protocols.
+    let b = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(certs.client_tls(&[]))
+        .https_only();
+    let https = if h2 { b.enable_http2().build() } else { b.enable_http1().build() };
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder.http2_only(h2);
+    builder.build(https)
+}
+
+pub fn empty() -> TestBody {
+    Empty::new().map_err(|e| match e {}).boxed()
+}
+
+pub fn full(b: impl Into<Bytes>) -> TestBody {
+    Full::new(b.into()).map_err(|e: Infallible| match e {}).boxed()
+}
+
+/// GET `url` with extra headers; returns status, headers and body.
+pub async fn get(c: &TestClient, url: &str, headers: &[(&str, &str)]) -> (http::StatusCode, http::HeaderMap, Bytes) {
+    send(c, "GET", url, headers, empty()).await
+}
+
+pub async fn send(
+    c: &TestClient,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: TestBody,
+) -> (http::StatusCode, http::HeaderMap, Bytes) {
+    let mut b = Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let resp = c.request(b.body(body).unwrap()).await.expect("request");
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.expect("body").to_bytes();
+    (parts.status, parts.headers, body)
+}
+
+pub fn json(b: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(b).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(b)))
+}
+
+/// The demo's echo upstream: answers JSON describing what it received.
+pub async fn echo_upstream() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(meetgate::demo::echo_upstream(l));
+    addr
+}
+
+/// An upstream served by `handler` (HTTP/1.1, with upgrades).
+pub async fn upstream<F, Fut>(handler: F) -> SocketAddr
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Response<TestBody>> + Send + 'static,
+{
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = l.accept().await else { continue };
+            let h = handler.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req| {
+                    let h = h.clone();
+                    async move { Ok::<_, Infallible>(h(req).await) }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// The byte at offset `i` of the deterministic test stream.
+pub fn pattern_byte(i: u64) -> u8 {
+    (i.wrapping_mul(31).wrapping_add(i >> 13) % 251) as u8
+}
+
+/// A body of `len` pattern bytes generated lazily in 64 KiB chunks.
+pub struct PatternBody {
+    pub offset: u64,
+    pub len: u64,
+}
+
+impl Body for PatternBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self.offset >= self.len {
+            return Poll::Ready(None);
+        }
+        let n = (self.len - self.offset).min(64 * 1024);
+        let start = self.offset;
+        let chunk: Vec<u8> = (start..start + n).map(pattern_byte).collect();
+        self.offset += n;
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from(chunk)))))
+    }
+}
+
+/// Reads a body to the end, checking every byte against the pattern;
+/// returns the number of bytes, or the offset of the first mismatch.
+pub async fn check_pattern(mut body: impl Body<Data = Bytes, Error: std::fmt::Debug> + Unpin) -> Result<u64, u64> {
+    let mut off = 0u64;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.expect("body frame");
+        if let Ok(data) = frame.into_data() {
+            for b in data.iter() {
+                if *b != pattern_byte(off) {
+                    return Err(off);
+                }
+                off += 1;
+            }
+        }
+    }
+    Ok(off)
+}
+
+/// The real binary, started with a config file; its listening addresses are
+/// read from its JSON log.
+pub struct BinaryGateway {
+    pub child: std::process::Child,
+    pub tls_addr: SocketAddr,
+    pub admin_addr: Option<SocketAddr>,
+    pub log: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl BinaryGateway {
+    pub fn spawn(config: &Path) -> Self {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_meetgate"))
+            .args(["--log-format", "json", "run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if line.contains("meetgate listening") {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(line.clone());
+                    }
+                }
+                log2.lock().unwrap().push(line);
+            }
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("gateway did not start: {:?}", log.lock().unwrap()));
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let tls_addr = v["https"].as_str().unwrap().parse().unwrap();
+        let admin_addr = v["admin"]
+            .as_str()
+            .and_then(|s| s.trim_start_matches("Some(").trim_end_matches(')').parse().ok());
+        BinaryGateway {
+            child,
+            tls_addr,
+            admin_addr,
+            log,
+        }
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = std::process::Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig}");
+    }
+
+    /// Peak resident set size (VmHWM) in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.tls_addr.port())
+    }
+}
+
+impl Drop for BinaryGateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
