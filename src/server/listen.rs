@@ -114,9 +114,12 @@ fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         // hyper answers 431 itself when the head outgrows its buffer; the
         // pipeline checks the exact limit below hyper's 8 KiB minimum.
         .max_buf_size(limits.max_header_bytes.max(8192));
+    // Same headroom for HTTP/2 (whose list size also counts 32 bytes per
+    // field), so the exact limit is answered with the JSON error.
+    let h2_cap = limits.max_header_bytes.max(8192) + 4096;
     b.http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_header_list_size(u32::try_from(h2_cap).unwrap_or(u32::MAX))
         .keep_alive_interval(Duration::from_secs(30))
         .max_concurrent_streams(256);
     b
