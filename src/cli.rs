@@ -10,7 +10,11 @@ pub async fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     let gateway = match crate::start(config_path, crate::process_env()).await {
         Ok(g) => g,
         Err(e) => {
-            eprintln!("meetgate: cannot start with {}:\n{}", config_path.display(), e.report());
+            eprintln!(
+                "meetgate: cannot start with {}:\n{}",
+                config_path.display(),
+                e.report()
+            );
             return Ok(ExitCode::FAILURE);
         }
     };
@@ -30,7 +34,10 @@ pub fn check(config_path: &Path) -> anyhow::Result<ExitCode> {
                 }
             }
             for note in snap.unsupported_stages() {
-                println!("{}: note: {note}; `run` refuses this file until it is", config_path.display());
+                println!(
+                    "{}: note: {note}; `run` refuses this file until it is",
+                    config_path.display()
+                );
             }
             println!(
                 "{}: OK ({} routes, {} identities, {} zoom apps, {} credentials, {} webhooks)",
@@ -61,10 +68,15 @@ pub async fn demo(opts: crate::demo::DemoOptions) -> anyhow::Result<ExitCode> {
         }
     };
     println!("meetgate demo is running (Ctrl-C to stop).");
-    println!("  config (edit it: changes apply live): {}", setup.config_path.display());
+    println!(
+        "  config (edit it: changes apply live): {}",
+        setup.config_path.display()
+    );
     println!("  echo upstream: http://{}", setup.upstream);
     println!();
-    for (what, line) in crate::demo::curl_lines(&setup.ca_path, gateway.tls_addr, gateway.admin_addr) {
+    for (what, line) in
+        crate::demo::curl_lines(&setup.ca_path, gateway.tls_addr, gateway.admin_addr)
+    {
         println!("# {what}");
         println!("{line}");
         println!();
@@ -77,7 +89,12 @@ pub async fn demo(opts: crate::demo::DemoOptions) -> anyhow::Result<ExitCode> {
 pub fn dev_certs(out: &Path) -> anyhow::Result<ExitCode> {
     let certs = crate::tls::generate_dev_certs(&["localhost", "127.0.0.1", "::1"])?;
     let (ca, cert, key) = certs.write_to(out)?;
-    println!("wrote {} (trust this in clients), {} and {}", ca.display(), cert.display(), key.display());
+    println!(
+        "wrote {} (trust this in clients), {} and {}",
+        ca.display(),
+        cert.display(),
+        key.display()
+    );
     println!("development only: the CA key is not kept, so these cannot be extended.");
     Ok(ExitCode::SUCCESS)
 }

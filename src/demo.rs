@@ -63,12 +63,15 @@ pub fn curl_lines(ca: &Path, gw: SocketAddr, admin: Option<SocketAddr>) -> Vec<(
     let base = format!("https://{gw}");
     let mut lines = vec![
         (
-            "a public route, forwarded to the echo upstream (prefix stripped, X-Forwarded-* set)".to_owned(),
+            "a public route, forwarded to the echo upstream (prefix stripped, X-Forwarded-* set)"
+                .to_owned(),
             format!("curl --cacert {ca} '{base}/public/hello?greeting=hi'"),
         ),
         (
             "the same over HTTP/2, with a spoofed identity header the gateway removes".to_owned(),
-            format!("curl --http2 --cacert {ca} -H 'X-Auth-Subject: mallory' '{base}/public/whoami'"),
+            format!(
+                "curl --http2 --cacert {ca} -H 'X-Auth-Subject: mallory' '{base}/public/whoami'"
+            ),
         ),
         (
             "a path capture route that only allows GET: DELETE is 405 with Allow".to_owned(),
@@ -96,7 +99,9 @@ pub fn curl_lines(ca: &Path, gw: SocketAddr, admin: Option<SocketAddr>) -> Vec<(
 /// what it received (method, path, query, headers, body size).
 pub async fn echo_upstream(listener: TcpListener) {
     loop {
-        let Ok((tcp, _)) = listener.accept().await else { continue };
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
         tokio::spawn(async move {
             let _ = http1::Builder::new()
                 .serve_connection(TokioIo::new(tcp), service_fn(echo))

@@ -50,10 +50,7 @@ pub enum GatewayError {
     /// snapshot bypassed [`crate::config::Snapshot::unsupported_stages`]; it
     /// fails closed rather than passing traffic unauthenticated.
     #[error("route {route} needs the {stage} stage, which is not available")]
-    StageUnavailable {
-        route: String,
-        stage: &'static str,
-    },
+    StageUnavailable { route: String, stage: &'static str },
 
     /// The upstream could not be reached or broke the exchange.
     #[error("upstream {upstream} failed")]
@@ -103,7 +100,9 @@ impl GatewayError {
     /// tokens or secrets: those stay in the log.
     pub fn description(&self) -> String {
         match self {
-            GatewayError::InvalidPath { reason } => format!("the request path is not allowed: {reason}"),
+            GatewayError::InvalidPath { reason } => {
+                format!("the request path is not allowed: {reason}")
+            }
             GatewayError::BadRequest { description, .. } => description.clone(),
             GatewayError::NoRoute => "no route matches this request".to_owned(),
             GatewayError::MethodNotAllowed { .. } => {
@@ -114,8 +113,12 @@ impl GatewayError {
             GatewayError::StageUnavailable { .. } => {
                 "this route is not available on this gateway".to_owned()
             }
-            GatewayError::UpstreamFailed { .. } => "the upstream service could not be reached".to_owned(),
-            GatewayError::UpstreamTimeout { .. } => "the upstream service did not answer in time".to_owned(),
+            GatewayError::UpstreamFailed { .. } => {
+                "the upstream service could not be reached".to_owned()
+            }
+            GatewayError::UpstreamTimeout { .. } => {
+                "the upstream service did not answer in time".to_owned()
+            }
         }
     }
 
@@ -125,7 +128,11 @@ impl GatewayError {
         let headers = resp.headers_mut();
         match self {
             GatewayError::MethodNotAllowed { allow } => {
-                let list = allow.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
+                let list = allow
+                    .iter()
+                    .map(Method::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 if let Ok(v) = HeaderValue::from_str(&list) {
                     headers.insert(ALLOW, v);
                 }

@@ -155,7 +155,11 @@ pub async fn start(config_path: &Path, env: Env) -> Result<Gateway, StartError> 
         None => None,
     };
     let local = |l: &TcpListener| l.local_addr().expect("bound listener has an address");
-    let (tls_addr, plain_addr, admin_addr) = (local(&tls), plain.as_ref().map(local), admin.as_ref().map(local));
+    let (tls_addr, plain_addr, admin_addr) = (
+        local(&tls),
+        plain.as_ref().map(local),
+        admin.as_ref().map(local),
+    );
 
     let state = Arc::new(State {
         snapshot: ArcSwap::from_pointee(snap),
@@ -168,9 +172,19 @@ pub async fn start(config_path: &Path, env: Env) -> Result<Gateway, StartError> 
     let (shutdown, rx) = watch::channel(false);
     config::reload::spawn_watcher(state.clone(), rx.clone())?;
     let mut tasks = JoinSet::new();
-    tasks.spawn(server::listen::serve(tls, server::listen::Kind::Tls, state.clone(), rx.clone()));
+    tasks.spawn(server::listen::serve(
+        tls,
+        server::listen::Kind::Tls,
+        state.clone(),
+        rx.clone(),
+    ));
     if let Some(l) = plain {
-        tasks.spawn(server::listen::serve(l, server::listen::Kind::Plain, state.clone(), rx.clone()));
+        tasks.spawn(server::listen::serve(
+            l,
+            server::listen::Kind::Plain,
+            state.clone(),
+            rx.clone(),
+        ));
     }
     if let Some(l) = admin {
         tasks.spawn(server::admin::serve(l, state.clone(), rx.clone()));

@@ -7,7 +7,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "meetgate", version, about = "Authentication gateway for apps built on Zoom and Vonage/OpenTok")]
+#[command(
+    name = "meetgate",
+    version,
+    about = "Authentication gateway for apps built on Zoom and Vonage/OpenTok"
+)]
 struct Cli {
     /// Log format: json (default when stderr is not a terminal) or text.
     #[arg(long, global = true, env = "MEETGATE_LOG_FORMAT")]
@@ -58,9 +62,15 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { config } => rt.block_on(meetgate::cli::run(&config)),
         Command::Check { config } => meetgate::cli::check(&config),
-        Command::Demo { listen, admin_listen, dir } => {
-            rt.block_on(meetgate::cli::demo(meetgate::demo::DemoOptions { listen, admin_listen, dir }))
-        }
+        Command::Demo {
+            listen,
+            admin_listen,
+            dir,
+        } => rt.block_on(meetgate::cli::demo(meetgate::demo::DemoOptions {
+            listen,
+            admin_listen,
+            dir,
+        })),
         Command::DevCerts { out } => meetgate::cli::dev_certs(&out),
     };
     match result {

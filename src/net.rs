@@ -32,7 +32,14 @@ mod tests {
 
     #[test]
     fn loopback_hosts() {
-        for h in ["127.0.0.1", "127.8.0.1", "localhost", "LOCALHOST", "[::1]", "::1"] {
+        for h in [
+            "127.0.0.1",
+            "127.8.0.1",
+            "localhost",
+            "LOCALHOST",
+            "[::1]",
+            "::1",
+        ] {
             assert!(is_loopback_host(h), "{h}");
         }
         for h in ["10.0.0.1", "example.com", "localhost.example.com", "[::2]"] {

@@ -99,7 +99,10 @@ mod tests {
 
     #[test]
     fn variable_reference_reads_the_environment() {
-        assert_eq!(resolve("${SET}", Path::new("."), &env).unwrap(), "s3cr3t-value");
+        assert_eq!(
+            resolve("${SET}", Path::new("."), &env).unwrap(),
+            "s3cr3t-value"
+        );
     }
 
     #[test]

@@ -108,7 +108,10 @@ pub struct DevCerts {
 /// names or IP addresses). Used by `meetgate demo`, `meetgate dev-certs` and
 /// the tests; never for production.
 pub fn generate_dev_certs(names: &[&str]) -> Result<DevCerts, TlsError> {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose};
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair,
+        KeyUsagePurpose,
+    };
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params
@@ -117,10 +120,12 @@ pub fn generate_dev_certs(names: &[&str]) -> Result<DevCerts, TlsError> {
     ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
 
-    let mut leaf_params = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
-    leaf_params
-        .distinguished_name
-        .push(DnType::CommonName, names.first().copied().unwrap_or("localhost"));
+    let mut leaf_params =
+        CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
+    leaf_params.distinguished_name.push(
+        DnType::CommonName,
+        names.first().copied().unwrap_or("localhost"),
+    );
     let leaf_key = KeyPair::generate()?;
     let leaf = leaf_params.signed_by(&leaf_key, &ca)?;
     Ok(DevCerts {
@@ -167,7 +172,10 @@ mod tests {
         let certs = generate_dev_certs(&["localhost", "127.0.0.1"]).unwrap();
         let (_, cert, key) = certs.write_to(dir.path()).unwrap();
         let cfg = server_config(&cert, &key).unwrap();
-        assert_eq!(cfg.alpn_protocols, vec![b"h2".to_vec(), b"http/1.1".to_vec()]);
+        assert_eq!(
+            cfg.alpn_protocols,
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        );
     }
 
     #[test]

@@ -11,7 +11,14 @@ use http::StatusCode;
 
 fn write_config(certs: &Certs, dir: &std::path::Path, routes: &str) -> std::path::PathBuf {
     let config = dir.join("meetgate.toml");
-    std::fs::write(&config, format!("{}{routes}", server_section(certs, "shutdown_grace_ms = 10000"))).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "{}{routes}",
+            server_section(certs, "shutdown_grace_ms = 10000")
+        ),
+    )
+    .unwrap();
     config
 }
 
@@ -70,14 +77,21 @@ async fn sighup_reloads_and_rereads_certificates() {
     let gw = BinaryGateway::spawn(&config);
     let admin = gw.admin_addr.expect("admin listener");
     let generation = || async move {
-        let plain = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build_http::<TestBody>();
+        let plain =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<TestBody>();
         let resp = plain
-            .request(http::Request::get(format!("http://{admin}/readyz")).body(empty()).unwrap())
+            .request(
+                http::Request::get(format!("http://{admin}/readyz"))
+                    .body(empty())
+                    .unwrap(),
+            )
             .await
             .unwrap();
         use http_body_util::BodyExt;
-        json(&resp.into_body().collect().await.unwrap().to_bytes())["config_generation"].as_u64().unwrap()
+        json(&resp.into_body().collect().await.unwrap().to_bytes())["config_generation"]
+            .as_u64()
+            .unwrap()
     };
     assert_eq!(generation().await, 1);
 
@@ -91,7 +105,10 @@ async fn sighup_reloads_and_rereads_certificates() {
     gw.signal("HUP");
     let deadline = std::time::Instant::now() + Duration::from_secs(2);
     while generation().await < 2 {
-        assert!(std::time::Instant::now() < deadline, "SIGHUP did not reload within 2 s");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SIGHUP did not reload within 2 s"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let mut roots = rustls::RootCertStore::empty();
@@ -101,7 +118,9 @@ async fn sighup_reloads_and_rereads_certificates() {
         .https_only()
         .enable_http1()
         .build();
-    let c: TestClient = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(https);
+    let c: TestClient =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(https);
     assert_eq!(get(&c, &gw.url("/a"), &[]).await.0, StatusCode::OK);
     let log = gw.log.lock().unwrap().join("\n");
     assert!(log.contains("SIGHUP"), "{log}");
@@ -111,7 +130,10 @@ const CONTRACT_ENV: &[(&str, &str)] = &[
     ("ZOOM_APP_CLIENT_ID", "TESTCLIENTID0001"),
     ("ZOOM_APP_CLIENT_SECRET", "contract-zoom-app-secret-value"),
     ("ZOOM_SDK_CLIENT_ID", "abcTESTsdkKEY123"),
-    ("ZOOM_SDK_CLIENT_SECRET", "contract-meeting-sdk-secret-value"),
+    (
+        "ZOOM_SDK_CLIENT_SECRET",
+        "contract-meeting-sdk-secret-value",
+    ),
     ("ZOOM_VIDEO_SDK_KEY", "TESTvideoSDKkey01"),
     ("ZOOM_VIDEO_SDK_SECRET", "contract-video-sdk-secret-value"),
     ("ZOOM_ACCOUNT_ID", "TESTaccountID"),
@@ -123,7 +145,8 @@ const CONTRACT_ENV: &[(&str, &str)] = &[
 ];
 
 fn contract() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/contract/meetgate.example.toml")
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/contract/meetgate.example.toml")
 }
 
 fn check(config: &std::path::Path, env: &[(&str, &str)]) -> std::process::Output {
@@ -138,7 +161,11 @@ fn check(config: &std::path::Path, env: &[(&str, &str)]) -> std::process::Output
 #[test]
 fn check_accepts_the_contract_file_with_its_variables_set() {
     let out = check(&contract(), CONTRACT_ENV);
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "{text}");
     for (_, secret) in CONTRACT_ENV.iter().filter(|(k, _)| k.contains("SECRET")) {
         assert!(!text.contains(secret), "check printed a secret: {text}");
@@ -149,7 +176,11 @@ fn check_accepts_the_contract_file_with_its_variables_set() {
 fn check_names_an_unknown_key_and_its_line() {
     let text = std::fs::read_to_string(contract()).unwrap();
     let bad = text.replacen("tenant_claim = \"org_id\"", "tenant_claims = \"org_id\"", 1);
-    let line = bad.lines().position(|l| l.starts_with("tenant_claims")).unwrap() + 1;
+    let line = bad
+        .lines()
+        .position(|l| l.starts_with("tenant_claims"))
+        .unwrap()
+        + 1;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");
     std::fs::write(&path, bad).unwrap();
@@ -171,7 +202,11 @@ fn check_lists_every_problem_and_never_a_secret_value() {
     let path = dir.path().join("bad.toml");
     std::fs::write(&path, bad).unwrap();
     // One variable missing: named, while the others' values never appear.
-    let env: Vec<_> = CONTRACT_ENV.iter().copied().filter(|(k, _)| *k != "ZOOM_CLIENT_SECRET").collect();
+    let env: Vec<_> = CONTRACT_ENV
+        .iter()
+        .copied()
+        .filter(|(k, _)| *k != "ZOOM_CLIENT_SECRET")
+        .collect();
     let out = check(&path, &env);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);

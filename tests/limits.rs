@@ -40,38 +40,65 @@ async fn oversized_heads_are_431() {
     }
     // A head far past hyper's own buffer is refused by the HTTP stack.
     let huge = "a".repeat(64 * 1024);
-    let tcp = tokio::net::TcpStream::connect(gw.gw.tls_addr).await.unwrap();
-    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(gw.certs.client_tls(&[b"http/1.1"])));
-    let mut s = tls.connect("localhost".try_into().unwrap(), tcp).await.unwrap();
+    let tcp = tokio::net::TcpStream::connect(gw.gw.tls_addr)
+        .await
+        .unwrap();
+    let tls =
+        tokio_rustls::TlsConnector::from(std::sync::Arc::new(gw.certs.client_tls(&[b"http/1.1"])));
+    let mut s = tls
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
     let _ = s
-        .write_all(format!("GET /x HTTP/1.1\r\nhost: localhost\r\nx-huge: {huge}\r\n\r\n").as_bytes())
+        .write_all(
+            format!("GET /x HTTP/1.1\r\nhost: localhost\r\nx-huge: {huge}\r\n\r\n").as_bytes(),
+        )
         .await;
     let mut out = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
-    assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 431"), "{}", String::from_utf8_lossy(&out));
+    assert!(
+        String::from_utf8_lossy(&out).starts_with("HTTP/1.1 431"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
 }
 
 #[tokio::test]
 async fn slow_request_heads_are_cut_off() {
     let up = echo_upstream().await;
     let gw = TestGateway::start(&route(&format!("http://{up}"))).await;
-    let tcp = tokio::net::TcpStream::connect(gw.gw.tls_addr).await.unwrap();
-    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(gw.certs.client_tls(&[b"http/1.1"])));
-    let mut s = tls.connect("localhost".try_into().unwrap(), tcp).await.unwrap();
-    s.write_all(b"GET /x HTTP/1.1\r\nhost: local").await.unwrap();
+    let tcp = tokio::net::TcpStream::connect(gw.gw.tls_addr)
+        .await
+        .unwrap();
+    let tls =
+        tokio_rustls::TlsConnector::from(std::sync::Arc::new(gw.certs.client_tls(&[b"http/1.1"])));
+    let mut s = tls
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    s.write_all(b"GET /x HTTP/1.1\r\nhost: local")
+        .await
+        .unwrap();
     let started = Instant::now();
     let mut out = Vec::new();
     let r = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
     assert!(r.is_ok(), "connection still open after 5 s");
     let text = String::from_utf8_lossy(&out);
     assert!(out.is_empty() || text.starts_with("HTTP/1.1 408"), "{text}");
-    assert!(started.elapsed() >= Duration::from_millis(300), "cut too early");
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "cut too early"
+    );
 }
 
 #[tokio::test]
 async fn unreachable_upstream_is_502() {
     // Bind then drop: the port is closed.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let gw = TestGateway::start(&route(&format!("http://127.0.0.1:{port}"))).await;
     for c in [gw.h1(), gw.h2()] {
         let (s, h, b) = get(&c, &gw.url("/x"), &[]).await;
@@ -79,7 +106,13 @@ async fn unreachable_upstream_is_502() {
         assert_eq!(h["content-type"], "application/json");
         let v = json(&b);
         assert_eq!(v["error"], "upstream_unavailable");
-        assert!(!v["error_description"].as_str().unwrap().contains("127.0.0.1"), "no upstream address leaks");
+        assert!(
+            !v["error_description"]
+                .as_str()
+                .unwrap()
+                .contains("127.0.0.1"),
+            "no upstream address leaks"
+        );
     }
 }
 

@@ -151,12 +151,22 @@ async fn raw_dot_segments_are_400() {
     let up = echo_upstream().await;
     let gw = gateway(up).await;
     for target in ["/public/../admin", "/public/./x", "/public/a/.."] {
-        let tcp = tokio::net::TcpStream::connect(gw.gw.tls_addr).await.unwrap();
-        let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(gw.certs.client_tls(&[b"http/1.1"])));
-        let mut s = tls.connect("localhost".try_into().unwrap(), tcp).await.unwrap();
-        s.write_all(format!("GET {target} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n").as_bytes())
+        let tcp = tokio::net::TcpStream::connect(gw.gw.tls_addr)
             .await
             .unwrap();
+        let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(
+            gw.certs.client_tls(&[b"http/1.1"]),
+        ));
+        let mut s = tls
+            .connect("localhost".try_into().unwrap(), tcp)
+            .await
+            .unwrap();
+        s.write_all(
+            format!("GET {target} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
         let mut out = String::new();
         let _ = s.read_to_string(&mut out).await;
         assert!(out.starts_with("HTTP/1.1 400"), "{target}: {out}");
@@ -200,17 +210,35 @@ async fn header_hygiene() {
         let v = json(&b);
         let h = v["headers"].as_object().unwrap();
         for gone in [
-            "x-auth-subject", "x-auth-roles", "x_auth_tenant", "x-zoom-user-id", "x_zoom_meeting_id",
-            "x-webhook-verified", "x_forwarded_for", "forwarded", "authorization", "x-hop-listed",
-            "keep-alive", "te", "proxy-authorization", "upgrade",
+            "x-auth-subject",
+            "x-auth-roles",
+            "x_auth_tenant",
+            "x-zoom-user-id",
+            "x_zoom_meeting_id",
+            "x-webhook-verified",
+            "x_forwarded_for",
+            "forwarded",
+            "authorization",
+            "x-hop-listed",
+            "keep-alive",
+            "te",
+            "proxy-authorization",
+            "upgrade",
         ] {
             assert!(!h.contains_key(gone), "{gone} reached the upstream: {v}");
         }
         assert_eq!(h["x-custom"], "kept");
         assert_eq!(h["x-forwarded-for"], "127.0.0.1", "replaced, not appended");
         assert_eq!(h["x-forwarded-proto"], "https");
-        assert_eq!(h["x-forwarded-host"], format!("localhost:{}", gw.gw.tls_addr.port()));
-        assert_eq!(h["host"], up.to_string(), "upstream Host is the upstream authority");
+        assert_eq!(
+            h["x-forwarded-host"],
+            format!("localhost:{}", gw.gw.tls_addr.port())
+        );
+        assert_eq!(
+            h["host"],
+            up.to_string(),
+            "upstream Host is the upstream authority"
+        );
     }
 }
 
@@ -218,11 +246,19 @@ async fn header_hygiene() {
 async fn forward_bearer_and_preserve_host_are_opt_in() {
     let up = echo_upstream().await;
     let gw = gateway(up).await;
-    let (s, _, b) = get(&gw.h1(), &gw.url("/pass/x"), &[("authorization", "Bearer abc")]).await;
+    let (s, _, b) = get(
+        &gw.h1(),
+        &gw.url("/pass/x"),
+        &[("authorization", "Bearer abc")],
+    )
+    .await;
     assert_eq!(s, StatusCode::OK);
     let v = json(&b);
     assert_eq!(v["headers"]["authorization"], "Bearer abc");
-    assert_eq!(v["headers"]["host"], format!("localhost:{}", gw.gw.tls_addr.port()));
+    assert_eq!(
+        v["headers"]["host"],
+        format!("localhost:{}", gw.gw.tls_addr.port())
+    );
 }
 
 #[tokio::test]
@@ -236,7 +272,11 @@ async fn admin_paths_are_not_on_the_public_listener() {
         .build_http::<TestBody>();
     for p in ["/healthz", "/readyz"] {
         let resp = plain
-            .request(http::Request::get(format!("http://{admin}{p}")).body(empty()).unwrap())
+            .request(
+                http::Request::get(format!("http://{admin}{p}"))
+                    .body(empty())
+                    .unwrap(),
+            )
             .await
             .unwrap();
         assert_eq!(resp.status(), StatusCode::OK, "{p}");

@@ -29,9 +29,20 @@ async fn new_route_applies_within_two_seconds_for_writes_and_renames() {
         let before = gw.generation();
         let extra = if atomic { String::new() } else { route_b(up) };
         gw.rewrite(&routes(up, &extra), atomic);
-        wait_until("reload", Duration::from_secs(2), || gw.generation() > before).await;
-        let expected = if atomic { StatusCode::NOT_FOUND } else { StatusCode::OK };
-        assert_eq!(get(&c, &gw.url("/b/x"), &[]).await.0, expected, "atomic={atomic}");
+        wait_until("reload", Duration::from_secs(2), || {
+            gw.generation() > before
+        })
+        .await;
+        let expected = if atomic {
+            StatusCode::NOT_FOUND
+        } else {
+            StatusCode::OK
+        };
+        assert_eq!(
+            get(&c, &gw.url("/b/x"), &[]).await.0,
+            expected,
+            "atomic={atomic}"
+        );
     }
 }
 
@@ -50,13 +61,23 @@ async fn broken_reloads_keep_the_old_routes() {
     for (i, text) in broken.iter().enumerate() {
         let failed = gw.reloads_failed();
         gw.rewrite(text, i % 2 == 0);
-        wait_until("failed reload", Duration::from_secs(2), || gw.reloads_failed() > failed).await;
+        wait_until("failed reload", Duration::from_secs(2), || {
+            gw.reloads_failed() > failed
+        })
+        .await;
         assert_eq!(gw.generation(), generation, "case {i} must not apply");
-        assert_eq!(get(&c, &gw.url("/a/x"), &[]).await.0, StatusCode::OK, "case {i}: old route serves");
+        assert_eq!(
+            get(&c, &gw.url("/a/x"), &[]).await.0,
+            StatusCode::OK,
+            "case {i}: old route serves"
+        );
     }
     // The next good file applies.
     gw.rewrite(&routes(up, &route_b(up)), true);
-    wait_until("good reload", Duration::from_secs(2), || gw.generation() > generation).await;
+    wait_until("good reload", Duration::from_secs(2), || {
+        gw.generation() > generation
+    })
+    .await;
     assert_eq!(get(&c, &gw.url("/b/x"), &[]).await.0, StatusCode::OK);
 }
 
@@ -72,7 +93,11 @@ async fn reload_rereads_certificates() {
     assert!(gw.gw.reload());
     assert!(gw.generation() > before);
     // The old CA no longer verifies new connections; the new one does.
-    assert!(gw.h1().request(http::Request::get(gw.url("/a/x")).body(empty()).unwrap()).await.is_err());
+    assert!(gw
+        .h1()
+        .request(http::Request::get(gw.url("/a/x")).body(empty()).unwrap())
+        .await
+        .is_err());
     let ca_dir = tempfile::tempdir().unwrap();
     std::fs::write(ca_dir.path().join("ca.pem"), &fresh.ca_pem).unwrap();
     let mut roots = rustls::RootCertStore::empty();
@@ -82,7 +107,9 @@ async fn reload_rereads_certificates() {
         .https_only()
         .enable_http1()
         .build();
-    let c: TestClient = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(https);
+    let c: TestClient =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(https);
     assert_eq!(get(&c, &gw.url("/a/x"), &[]).await.0, StatusCode::OK);
 }
 
@@ -110,10 +137,16 @@ async fn in_flight_requests_finish_on_their_snapshot() {
     // Remove route "a" while the request is in flight.
     let before = gw.generation();
     gw.rewrite(&route_b(up), true);
-    wait_until("reload", Duration::from_secs(2), || gw.generation() > before).await;
+    wait_until("reload", Duration::from_secs(2), || {
+        gw.generation() > before
+    })
+    .await;
     release.send(()).unwrap();
     let (s, _, b) = slow.await.unwrap();
     assert_eq!(s, StatusCode::OK);
     assert_eq!(&b[..], b"slow answer");
-    assert_eq!(get(&gw.h1(), &gw.url("/a/slow"), &[]).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        get(&gw.h1(), &gw.url("/a/slow"), &[]).await.0,
+        StatusCode::NOT_FOUND
+    );
 }

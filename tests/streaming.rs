@@ -14,9 +14,17 @@ async fn streaming_upstream() -> std::net::SocketAddr {
         match req.uri().path() {
             "/upload" => {
                 let result = check_pattern(req.into_body()).await;
-                Response::new(full(serde_json::json!({ "result": format!("{result:?}") }).to_string()))
+                Response::new(full(
+                    serde_json::json!({ "result": format!("{result:?}") }).to_string(),
+                ))
             }
-            _ => Response::new(PatternBody { offset: 0, len: SIZE }.boxed()),
+            _ => Response::new(
+                PatternBody {
+                    offset: 0,
+                    len: SIZE,
+                }
+                .boxed(),
+            ),
         }
     })
     .await
@@ -47,7 +55,18 @@ async fn fifty_mib_both_ways_byte_exact_with_bounded_memory() {
 
     for c in [client(&certs, false), client(&certs, true)] {
         // Upload: the upstream checks every byte.
-        let (s, _, b) = send(&c, "POST", &gw.url("/upload"), &[], PatternBody { offset: 0, len: SIZE }.boxed()).await;
+        let (s, _, b) = send(
+            &c,
+            "POST",
+            &gw.url("/upload"),
+            &[],
+            PatternBody {
+                offset: 0,
+                len: SIZE,
+            }
+            .boxed(),
+        )
+        .await;
         assert_eq!(s, StatusCode::OK);
         assert_eq!(json(&b)["result"], format!("Ok({SIZE})"));
 

@@ -11,14 +11,16 @@ async fn ws_echo_upstream() -> std::net::SocketAddr {
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((tcp, _)) = l.accept().await else { continue };
+            let Ok((tcp, _)) = l.accept().await else {
+                continue;
+            };
             tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else { return };
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+                    return;
+                };
                 while let Some(Ok(msg)) = ws.next().await {
-                    if msg.is_text() || msg.is_binary() {
-                        if ws.send(msg).await.is_err() {
-                            break;
-                        }
+                    if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+                        break;
                     }
                 }
             });
@@ -27,15 +29,26 @@ async fn ws_echo_upstream() -> std::net::SocketAddr {
     addr
 }
 
-async fn connect(gw: &TestGateway, path: &str) -> Result<
+async fn connect(
+    gw: &TestGateway,
+    path: &str,
+) -> Result<
     tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
     tokio_tungstenite::tungstenite::Error,
 > {
-    let tcp = tokio::net::TcpStream::connect(gw.gw.tls_addr).await.unwrap();
-    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(gw.certs.client_tls(&[b"http/1.1"])));
-    let stream = tls.connect("localhost".try_into().unwrap(), tcp).await.unwrap();
+    let tcp = tokio::net::TcpStream::connect(gw.gw.tls_addr)
+        .await
+        .unwrap();
+    let tls =
+        tokio_rustls::TlsConnector::from(std::sync::Arc::new(gw.certs.client_tls(&[b"http/1.1"])));
+    let stream = tls
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
     let url = format!("wss://localhost:{}{path}", gw.gw.tls_addr.port());
-    tokio_tungstenite::client_async(url, stream).await.map(|(ws, _)| ws)
+    tokio_tungstenite::client_async(url, stream)
+        .await
+        .map(|(ws, _)| ws)
 }
 
 #[tokio::test]
@@ -58,14 +71,21 @@ authenticate = "none"
 "#
     ))
     .await;
-    let mut ws = connect(&gw, "/ws").await.expect("upgrade through the gateway");
+    let mut ws = connect(&gw, "/ws")
+        .await
+        .expect("upgrade through the gateway");
     for i in 0..3 {
         ws.send(Message::text(format!("hello {i}"))).await.unwrap();
         let back = ws.next().await.unwrap().unwrap();
         assert_eq!(back.into_text().unwrap().as_str(), format!("hello {i}"));
     }
-    ws.send(Message::binary(vec![0u8, 1, 2, 255])).await.unwrap();
-    assert_eq!(ws.next().await.unwrap().unwrap().into_data().as_ref(), &[0u8, 1, 2, 255]);
+    ws.send(Message::binary(vec![0u8, 1, 2, 255]))
+        .await
+        .unwrap();
+    assert_eq!(
+        ws.next().await.unwrap().unwrap().into_data().as_ref(),
+        &[0u8, 1, 2, 255]
+    );
     ws.close(None).await.unwrap();
 
     // Without `websocket = true` the Upgrade header is hop-by-hop and dropped.

@@ -93,10 +93,11 @@ pub fn build(
         Err(e) => return Err(vec![toml_error(&map, &e)]),
     };
     let mut unknown = Vec::new();
-    let raw: RawConfig = match serde_ignored::deserialize(de, |p| unknown.push(KeyPath::from_ignored(&p))) {
-        Ok(raw) => raw,
-        Err(e) => return Err(vec![toml_error(&map, &e)]),
-    };
+    let raw: RawConfig =
+        match serde_ignored::deserialize(de, |p| unknown.push(KeyPath::from_ignored(&p))) {
+            Ok(raw) => raw,
+            Err(e) => return Err(vec![toml_error(&map, &e)]),
+        };
     let mut b = Builder {
         map: &map,
         file: path,
@@ -107,7 +108,10 @@ pub fn build(
     };
     for p in unknown {
         let name = p.to_string();
-        b.err(&p, format!("unknown key `{name}` (a typo must not silently disable a check)"));
+        b.err(
+            &p,
+            format!("unknown key `{name}` (a typo must not silently disable a check)"),
+        );
     }
     let snapshot = b.snapshot(raw);
     let Builder {
@@ -129,7 +133,10 @@ pub fn build(
 
 fn toml_error(map: &SourceMap<'_>, e: &toml::de::Error) -> ConfigError {
     let (line, key) = match e.span() {
-        Some(span) => (Some(map.line_of(span.start)), map.path_at(span.start).to_string()),
+        Some(span) => (
+            Some(map.line_of(span.start)),
+            map.path_at(span.start).to_string(),
+        ),
         None => (None, String::new()),
     };
     ConfigError {
@@ -265,7 +272,10 @@ impl Builder<'_, '_> {
                 None
             }
             _ => {
-                self.err(path, format!("`{v}` must be an absolute http:// or https:// URL"));
+                self.err(
+                    path,
+                    format!("`{v}` must be an absolute http:// or https:// URL"),
+                );
                 None
             }
         }
@@ -317,13 +327,19 @@ impl Builder<'_, '_> {
             let p = root.key("route").index(i);
             if let Some(route) = self.route(r, &p, &refs, &mut clients) {
                 if !names.insert(route.name.clone()) {
-                    self.err(&p.key("name"), format!("route name \"{}\" is used twice", route.name));
+                    self.err(
+                        &p.key("name"),
+                        format!("route name \"{}\" is used twice", route.name),
+                    );
                 }
                 routes.push(Arc::new(route));
             }
         }
         if raw.route.is_empty() {
-            self.warn(&root, "no [[route]] is defined: every request will be answered 404");
+            self.warn(
+                &root,
+                "no [[route]] is defined: every request will be answered 404",
+            );
         }
         Some(Snapshot {
             source: self.file.to_owned(),
@@ -350,7 +366,10 @@ impl Builder<'_, '_> {
         for (name, r) in raw {
             let p = KeyPath::root().key(section).key(name);
             if name == "none" {
-                self.err(&p, format!("\"none\" is reserved and cannot name a {section}"));
+                self.err(
+                    &p,
+                    format!("\"none\" is reserved and cannot name a {section}"),
+                );
                 continue;
             }
             if let Some(t) = f(self, name, r, &p) {
@@ -378,8 +397,11 @@ impl Builder<'_, '_> {
             .and_then(|v| self.addr(&v.clone(), &p.key("admin_listen")));
         let cert = self.required(&s.tls_cert, &p.key("tls_cert")).cloned();
         let key = self.required(&s.tls_key, &p.key("tls_key")).cloned();
-        let shutdown_grace =
-            self.millis(s.shutdown_grace_ms, DEFAULT_SHUTDOWN_GRACE_MS, &p.key("shutdown_grace_ms"));
+        let shutdown_grace = self.millis(
+            s.shutdown_grace_ms,
+            DEFAULT_SHUTDOWN_GRACE_MS,
+            &p.key("shutdown_grace_ms"),
+        );
         let (cert, key) = (cert?, key?);
         let (cert_path, key_path) = (relative_to(self.file, &cert), relative_to(self.file, &key));
         let tls = if self.mode == BuildMode::Check && (!cert_path.exists() || !key_path.exists()) {
@@ -457,7 +479,10 @@ impl Builder<'_, '_> {
         Some(ClusterSettings {
             redis_url: url,
             redis_password,
-            key_prefix: c.key_prefix.clone().unwrap_or_else(|| "meetgate:".to_owned()),
+            key_prefix: c
+                .key_prefix
+                .clone()
+                .unwrap_or_else(|| "meetgate:".to_owned()),
             timeout: self.millis(c.timeout_ms, 250, &p.key("timeout_ms")),
         })
     }
@@ -482,7 +507,10 @@ impl Builder<'_, '_> {
         if audiences.is_empty() {
             self.err(&p.key("audiences"), "at least one audience is required");
         }
-        let algorithms = r.algorithms.clone().unwrap_or_else(|| vec!["RS256".to_owned()]);
+        let algorithms = r
+            .algorithms
+            .clone()
+            .unwrap_or_else(|| vec!["RS256".to_owned()]);
         if algorithms.is_empty() {
             self.err(&p.key("algorithms"), "at least one algorithm is required");
         }
@@ -490,18 +518,28 @@ impl Builder<'_, '_> {
             if a.eq_ignore_ascii_case("none") || a.to_ascii_uppercase().starts_with("HS") {
                 self.err(
                     &p.key("algorithms"),
-                    format!("\"{a}\" is never accepted for bearer tokens (only asymmetric algorithms)"),
+                    format!(
+                        "\"{a}\" is never accepted for bearer tokens (only asymmetric algorithms)"
+                    ),
                 );
             } else if !ASYMMETRIC_ALGORITHMS.contains(&a.as_str()) {
                 self.err(
                     &p.key("algorithms"),
-                    format!("unknown algorithm \"{a}\" (one of {})", ASYMMETRIC_ALGORITHMS.join(", ")),
+                    format!(
+                        "unknown algorithm \"{a}\" (one of {})",
+                        ASYMMETRIC_ALGORITHMS.join(", ")
+                    ),
                 );
             }
         }
         let leeway = self.secs(r.leeway_secs, 30, 0, &p.key("leeway_secs"));
         let jwks_refresh = self.secs(r.jwks_refresh_secs, 300, 1, &p.key("jwks_refresh_secs"));
-        let jwks_max_stale = self.secs(r.jwks_max_stale_secs, 86_400, 1, &p.key("jwks_max_stale_secs"));
+        let jwks_max_stale = self.secs(
+            r.jwks_max_stale_secs,
+            86_400,
+            1,
+            &p.key("jwks_max_stale_secs"),
+        );
         Some(IdentitySettings {
             name: name.to_owned(),
             issuer: issuer?,
@@ -536,16 +574,33 @@ impl Builder<'_, '_> {
         })
     }
 
-    fn credential(&mut self, name: &str, r: &RawCredential, p: &KeyPath) -> Option<CredentialSettings> {
+    fn credential(
+        &mut self,
+        name: &str,
+        r: &RawCredential,
+        p: &KeyPath,
+    ) -> Option<CredentialSettings> {
         let kind = self.required(&r.kind, &p.key("type")).cloned()?;
         // Keys each type accepts; anything else set is an error, so a key
         // meant for another type never silently does nothing.
         let allowed: &[&str] = match kind.as_str() {
             "zoom_meeting_sdk" | "zoom_video_sdk" => &["client_id", "client_secret", "ttl_secs"],
-            "zoom_s2s_oauth" => &["account_id", "client_id", "client_secret", "token_url", "refresh_before_secs"],
+            "zoom_s2s_oauth" => &[
+                "account_id",
+                "client_id",
+                "client_secret",
+                "token_url",
+                "refresh_before_secs",
+            ],
             "opentok_project" => &["api_key", "api_secret", "ttl_secs"],
             "oauth_client_credentials" => &[
-                "token_url", "client_id", "client_secret", "scope", "audience", "client_auth", "refresh_before_secs",
+                "token_url",
+                "client_id",
+                "client_secret",
+                "scope",
+                "audience",
+                "client_auth",
+                "refresh_before_secs",
             ],
             other => {
                 self.err(
@@ -570,14 +625,21 @@ impl Builder<'_, '_> {
         ];
         for (key, set) in present {
             if set && !allowed.contains(&key) {
-                self.err(&p.key(key), format!("`{key}` does not apply to type \"{kind}\""));
+                self.err(
+                    &p.key(key),
+                    format!("`{key}` does not apply to type \"{kind}\""),
+                );
             }
         }
         let s = |b: &mut Self, v: &Option<String>, k: &str| {
-            b.required(v, &p.key(k)).cloned().and_then(|v| b.string(&v, &p.key(k)))
+            b.required(v, &p.key(k))
+                .cloned()
+                .and_then(|v| b.string(&v, &p.key(k)))
         };
         let sec = |b: &mut Self, v: &Option<SecretString>, k: &str| {
-            b.required(v, &p.key(k)).cloned().and_then(|v| b.secret(&v, &p.key(k)))
+            b.required(v, &p.key(k))
+                .cloned()
+                .and_then(|v| b.secret(&v, &p.key(k)))
         };
         let kind = match kind.as_str() {
             "zoom_meeting_sdk" | "zoom_video_sdk" => {
@@ -590,20 +652,33 @@ impl Builder<'_, '_> {
                         format!("{ttl} is outside the platform's window 1800..=172800 seconds"),
                     );
                 }
-                let (client_id, client_secret, ttl) = (client_id?, client_secret?, Duration::from_secs(ttl));
+                let (client_id, client_secret, ttl) =
+                    (client_id?, client_secret?, Duration::from_secs(ttl));
                 if kind == "zoom_meeting_sdk" {
-                    CredentialKind::ZoomMeetingSdk { client_id, client_secret, ttl }
+                    CredentialKind::ZoomMeetingSdk {
+                        client_id,
+                        client_secret,
+                        ttl,
+                    }
                 } else {
-                    CredentialKind::ZoomVideoSdk { client_id, client_secret, ttl }
+                    CredentialKind::ZoomVideoSdk {
+                        client_id,
+                        client_secret,
+                        ttl,
+                    }
                 }
             }
             "zoom_s2s_oauth" => {
                 let account_id = s(self, &r.account_id, "account_id");
                 let client_id = s(self, &r.client_id, "client_id");
                 let client_secret = sec(self, &r.client_secret, "client_secret");
-                let url = r.token_url.clone().unwrap_or_else(|| ZOOM_S2S_TOKEN_URL.to_owned());
+                let url = r
+                    .token_url
+                    .clone()
+                    .unwrap_or_else(|| ZOOM_S2S_TOKEN_URL.to_owned());
                 let token_url = self.outbound_url(&url, &p.key("token_url"));
-                let refresh_before = self.secs(r.refresh_before_secs, 60, 0, &p.key("refresh_before_secs"));
+                let refresh_before =
+                    self.secs(r.refresh_before_secs, 60, 0, &p.key("refresh_before_secs"));
                 CredentialKind::ZoomS2sOAuth {
                     account_id: account_id?,
                     client_id: client_id?,
@@ -617,7 +692,10 @@ impl Builder<'_, '_> {
                 let api_secret = sec(self, &r.api_secret, "api_secret");
                 let ttl = r.ttl_secs.unwrap_or(180);
                 if !(1..=300).contains(&ttl) {
-                    self.err(&p.key("ttl_secs"), format!("{ttl} is outside the platform's window 1..=300 seconds"));
+                    self.err(
+                        &p.key("ttl_secs"),
+                        format!("{ttl} is outside the platform's window 1..=300 seconds"),
+                    );
                 }
                 CredentialKind::OpenTokProject {
                     api_key: api_key?,
@@ -636,11 +714,15 @@ impl Builder<'_, '_> {
                     "basic" => ClientAuth::Basic,
                     "post" => ClientAuth::Post,
                     other => {
-                        self.err(&p.key("client_auth"), format!("\"{other}\" is not \"basic\" or \"post\""));
+                        self.err(
+                            &p.key("client_auth"),
+                            format!("\"{other}\" is not \"basic\" or \"post\""),
+                        );
                         ClientAuth::Basic
                     }
                 };
-                let refresh_before = self.secs(r.refresh_before_secs, 60, 0, &p.key("refresh_before_secs"));
+                let refresh_before =
+                    self.secs(r.refresh_before_secs, 60, 0, &p.key("refresh_before_secs"));
                 CredentialKind::OAuthClientCredentials {
                     token_url: token_url?,
                     client_id: client_id?,
@@ -665,23 +747,36 @@ impl Builder<'_, '_> {
             Some("github") => WebhookKind::Github,
             Some(other) => {
                 let other = other.to_owned();
-                self.err(&p.key("type"), format!("unknown webhook type \"{other}\" (zoom, standard, github)"));
+                self.err(
+                    &p.key("type"),
+                    format!("unknown webhook type \"{other}\" (zoom, standard, github)"),
+                );
                 return None;
             }
             None => return None,
         };
-        let tokens = self.required(&r.secret_tokens, &p.key("secret_tokens")).cloned();
+        let tokens = self
+            .required(&r.secret_tokens, &p.key("secret_tokens"))
+            .cloned();
         let mut secrets = Vec::new();
         if let Some(tokens) = tokens {
             if tokens.is_empty() {
-                self.err(&p.key("secret_tokens"), "at least one secret token is required");
+                self.err(
+                    &p.key("secret_tokens"),
+                    "at least one secret token is required",
+                );
             }
             for (i, t) in tokens.iter().enumerate() {
                 let tp = p.key("secret_tokens").index(i);
-                let Some(s) = self.secret(t, &tp) else { continue };
+                let Some(s) = self.secret(t, &tp) else {
+                    continue;
+                };
                 let bytes = if kind == WebhookKind::Standard {
                     let Some(b64) = s.expose_secret().strip_prefix("whsec_") else {
-                        self.err(&tp, "a Standard Webhooks secret must look like whsec_<base64>");
+                        self.err(
+                            &tp,
+                            "a Standard Webhooks secret must look like whsec_<base64>",
+                        );
                         continue;
                     };
                     match base64::engine::general_purpose::STANDARD.decode(b64) {
@@ -717,15 +812,15 @@ impl Builder<'_, '_> {
         if name.as_deref() == Some("") {
             self.err(&p.key("name"), "must not be empty");
         }
-        let pattern = self.required(&r.path, &p.key("path")).and_then(|v| {
-            match PathPattern::parse(v) {
-                Ok(pat) => Some(pat),
-                Err(e) => {
-                    self.err(&p.key("path"), e);
-                    None
-                }
-            }
-        });
+        let pattern =
+            self.required(&r.path, &p.key("path"))
+                .and_then(|v| match PathPattern::parse(v) {
+                    Ok(pat) => Some(pat),
+                    Err(e) => {
+                        self.err(&p.key("path"), e);
+                        None
+                    }
+                });
         let host = r.host.as_ref().and_then(|h| {
             let h = self.string(h, &p.key("host"))?;
             let h = h.trim().to_ascii_lowercase();
@@ -737,16 +832,21 @@ impl Builder<'_, '_> {
         });
         let methods = r.methods.as_ref().map(|ms| {
             if ms.is_empty() {
-                self.err(&p.key("methods"), "must list at least one method (leave it out for all methods)");
+                self.err(
+                    &p.key("methods"),
+                    "must list at least one method (leave it out for all methods)",
+                );
             }
             ms.iter()
-                .filter_map(|m| match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
-                    Ok(m) => Some(m),
-                    Err(_) => {
-                        self.err(&p.key("methods"), format!("`{m}` is not an HTTP method"));
-                        None
-                    }
-                })
+                .filter_map(
+                    |m| match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
+                        Ok(m) => Some(m),
+                        Err(_) => {
+                            self.err(&p.key("methods"), format!("`{m}` is not an HTTP method"));
+                            None
+                        }
+                    },
+                )
                 .collect::<Vec<_>>()
         });
 
@@ -760,7 +860,10 @@ impl Builder<'_, '_> {
                 None
             }
             (Some(_), Some(_)) => {
-                self.err(&p.key("verify_webhook"), "a `verify_webhook` route takes no `authenticate`");
+                self.err(
+                    &p.key("verify_webhook"),
+                    "a `verify_webhook` route takes no `authenticate`",
+                );
                 None
             }
             (None, Some(_)) => Some(Authenticate::None),
@@ -771,26 +874,42 @@ impl Builder<'_, '_> {
                 Some(w.clone())
             } else {
                 if !refs.declared.webhooks.contains(w) {
-                    self.err(&p.key("verify_webhook"), undefined("webhook", w, refs.declared.webhooks.iter()));
+                    self.err(
+                        &p.key("verify_webhook"),
+                        undefined("webhook", w, refs.declared.webhooks.iter()),
+                    );
                 }
                 None
             }
         });
-        let captures = pattern.as_ref().map(PathPattern::capture_names).unwrap_or_default();
+        let captures = pattern
+            .as_ref()
+            .map(PathPattern::capture_names)
+            .unwrap_or_default();
         let has_identity = matches!(authenticate, Some(Authenticate::Identities(_)));
 
         let authorize = r.authorize.as_ref().map(|a| {
             let ap = p.key("authorize");
             if !has_identity && authenticate.is_some() {
-                self.err(&ap, "`authorize` needs `authenticate` with a bearer-token identity");
+                self.err(
+                    &ap,
+                    "`authorize` needs `authenticate` with a bearer-token identity",
+                );
             }
             if let Some(t) = &a.tenant_param {
                 if !captures.contains(&t.as_str()) {
-                    self.err(&ap.key("tenant_param"), format!("\"{t}\" is not a `{{{t}}}` capture in `path`"));
+                    self.err(
+                        &ap.key("tenant_param"),
+                        format!("\"{t}\" is not a `{{{t}}}` capture in `path`"),
+                    );
                 }
                 if let Some(Authenticate::Identities(ids)) = &authenticate {
                     for id in ids {
-                        if refs.identities.get(id).is_some_and(|i| i.tenant_claim.is_none()) {
+                        if refs
+                            .identities
+                            .get(id)
+                            .is_some_and(|i| i.tenant_claim.is_none())
+                        {
                             self.err(
                                 &ap.key("tenant_param"),
                                 format!("identity \"{id}\" has no `tenant_claim` to compare with"),
@@ -819,7 +938,10 @@ impl Builder<'_, '_> {
             .map(|m| {
                 let cp = p.key("claims_to_headers");
                 if !has_identity {
-                    self.err(&cp, "`claims_to_headers` needs `authenticate` with a bearer-token identity");
+                    self.err(
+                        &cp,
+                        "`claims_to_headers` needs `authenticate` with a bearer-token identity",
+                    );
                 }
                 m.iter()
                     .filter_map(|(h, claim)| match HeaderName::from_bytes(h.as_bytes()) {
@@ -839,7 +961,15 @@ impl Builder<'_, '_> {
             .map(|list| {
                 list.iter()
                     .enumerate()
-                    .filter_map(|(i, inj)| self.inject(inj, &p.key("inject").index(i), refs, &captures, has_identity))
+                    .filter_map(|(i, inj)| {
+                        self.inject(
+                            inj,
+                            &p.key("inject").index(i),
+                            refs,
+                            &captures,
+                            has_identity,
+                        )
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -851,11 +981,17 @@ impl Builder<'_, '_> {
 
         let upstream = match (&r.upstream, r.respond.is_some()) {
             (Some(_), true) => {
-                self.err(&p.key("upstream"), "a `respond` route is answered by the gateway and takes no `upstream`");
+                self.err(
+                    &p.key("upstream"),
+                    "a `respond` route is answered by the gateway and takes no `upstream`",
+                );
                 None
             }
             (None, false) => {
-                self.err(&p.key("upstream"), "is required (or `respond` for a route the gateway answers)");
+                self.err(
+                    &p.key("upstream"),
+                    "is required (or `respond` for a route the gateway answers)",
+                );
                 None
             }
             (None, true) => None,
@@ -867,7 +1003,10 @@ impl Builder<'_, '_> {
             let sp = sp.trim_end_matches('/');
             match &pattern {
                 Some(pat) if !sp.starts_with('/') || !pat.has_literal_prefix(sp) => {
-                    self.err(&spp, format!("\"{sp}\" is not a literal prefix of the route's `path`"));
+                    self.err(
+                        &spp,
+                        format!("\"{sp}\" is not a literal prefix of the route's `path`"),
+                    );
                     None
                 }
                 _ => Some(sp.to_owned()),
@@ -893,10 +1032,17 @@ impl Builder<'_, '_> {
         })
     }
 
-    fn authenticate(&mut self, a: &RawAuthenticate, p: &KeyPath, refs: &Refs<'_>) -> Option<Authenticate> {
+    fn authenticate(
+        &mut self,
+        a: &RawAuthenticate,
+        p: &KeyPath,
+        refs: &Refs<'_>,
+    ) -> Option<Authenticate> {
         match a {
             RawAuthenticate::One(n) if n == "none" => Some(Authenticate::None),
-            RawAuthenticate::One(n) => self.identity_ref(n, p, refs).map(|n| Authenticate::Identities(vec![n])),
+            RawAuthenticate::One(n) => self
+                .identity_ref(n, p, refs)
+                .map(|n| Authenticate::Identities(vec![n])),
             RawAuthenticate::Many(names) => {
                 if names.is_empty() {
                     self.err(p, "the list of identities is empty");
@@ -938,7 +1084,12 @@ impl Builder<'_, '_> {
         }
     }
 
-    fn credential_ref<'r>(&mut self, n: &Option<String>, p: &KeyPath, refs: &'r Refs<'_>) -> Option<&'r Arc<CredentialSettings>> {
+    fn credential_ref<'r>(
+        &mut self,
+        n: &Option<String>,
+        p: &KeyPath,
+        refs: &'r Refs<'_>,
+    ) -> Option<&'r Arc<CredentialSettings>> {
         let n = self.required(n, p)?;
         match refs.credentials.get(n) {
             Some(c) => Some(c),
@@ -963,24 +1114,45 @@ impl Builder<'_, '_> {
         let cred = self.credential_ref(&r.credential, &p.key("credential"), refs);
         let header = self.required(&r.header, &p.key("header")).and_then(|h| {
             match HeaderName::from_bytes(h.as_bytes()) {
-                Ok(name) if crate::pipeline::forward::is_hop_by_hop(&name) || name == http::header::HOST => {
+                Ok(name)
+                    if crate::pipeline::forward::is_hop_by_hop(&name)
+                        || name == http::header::HOST =>
+                {
                     self.err(&p.key("header"), format!("`{h}` cannot be injected"));
                     None
                 }
                 Ok(name) => Some(name),
                 Err(_) => {
-                    self.err(&p.key("header"), format!("`{h}` is not a valid header name"));
+                    self.err(
+                        &p.key("header"),
+                        format!("`{h}` is not a valid header name"),
+                    );
                     None
                 }
             }
         });
         let kind = cred.map(|c| c.kind.type_name());
-        self.param_rules(p, kind, r.meeting_param.as_deref(), r.session_param.as_deref(), captures);
+        self.param_rules(
+            p,
+            kind,
+            r.meeting_param.as_deref(),
+            r.session_param.as_deref(),
+            captures,
+        );
         if r.meeting_query.is_some() && kind.is_some_and(|k| k != "zoom_meeting_sdk") {
-            self.err(&p.key("meeting_query"), "only applies to a zoom_meeting_sdk credential");
+            self.err(
+                &p.key("meeting_query"),
+                "only applies to a zoom_meeting_sdk credential",
+            );
         }
-        if kind == Some("zoom_meeting_sdk") && r.meeting_param.is_none() && r.meeting_query.is_none() {
-            self.err(p, "a zoom_meeting_sdk injection needs `meeting_param` or `meeting_query`");
+        if kind == Some("zoom_meeting_sdk")
+            && r.meeting_param.is_none()
+            && r.meeting_query.is_none()
+        {
+            self.err(
+                p,
+                "a zoom_meeting_sdk injection needs `meeting_param` or `meeting_query`",
+            );
         }
         if kind == Some("zoom_video_sdk") && r.session_param.is_none() {
             self.err(p, "a zoom_video_sdk injection needs `session_param`");
@@ -1013,7 +1185,10 @@ impl Builder<'_, '_> {
             );
         }
         if !has_identity {
-            self.err(p, "a `respond` route needs `authenticate` with a bearer-token identity");
+            self.err(
+                p,
+                "a `respond` route needs `authenticate` with a bearer-token identity",
+            );
         }
         self.param_rules(p, Some(kind), None, r.session_param.as_deref(), captures);
         if kind == "zoom_video_sdk" && r.session_param.is_none() {
@@ -1027,31 +1202,65 @@ impl Builder<'_, '_> {
         })
     }
 
-    fn param_rules(&mut self, p: &KeyPath, kind: Option<&str>, meeting: Option<&str>, session: Option<&str>, captures: &[&str]) {
-        for (key, value, for_kind) in [("meeting_param", meeting, "zoom_meeting_sdk"), ("session_param", session, "zoom_video_sdk")] {
+    fn param_rules(
+        &mut self,
+        p: &KeyPath,
+        kind: Option<&str>,
+        meeting: Option<&str>,
+        session: Option<&str>,
+        captures: &[&str],
+    ) {
+        for (key, value, for_kind) in [
+            ("meeting_param", meeting, "zoom_meeting_sdk"),
+            ("session_param", session, "zoom_video_sdk"),
+        ] {
             let Some(v) = value else { continue };
             if !captures.contains(&v) {
-                self.err(&p.key(key), format!("\"{v}\" is not a `{{{v}}}` capture in the route's `path`"));
+                self.err(
+                    &p.key(key),
+                    format!("\"{v}\" is not a `{{{v}}}` capture in the route's `path`"),
+                );
             }
             if kind.is_some_and(|k| k != for_kind) {
-                self.err(&p.key(key), format!("only applies to a {for_kind} credential"));
+                self.err(
+                    &p.key(key),
+                    format!("only applies to a {for_kind} credential"),
+                );
             }
         }
     }
 
-    fn host_roles_rules(&mut self, p: &KeyPath, kind: Option<&str>, host_roles: Option<&Vec<String>>, has_identity: bool) {
+    fn host_roles_rules(
+        &mut self,
+        p: &KeyPath,
+        kind: Option<&str>,
+        host_roles: Option<&Vec<String>>,
+        has_identity: bool,
+    ) {
         if host_roles.is_none() {
             return;
         }
         if kind.is_some_and(|k| !matches!(k, "zoom_meeting_sdk" | "zoom_video_sdk")) {
-            self.err(&p.key("host_roles"), "only applies to Meeting SDK and Video SDK credentials");
+            self.err(
+                &p.key("host_roles"),
+                "only applies to Meeting SDK and Video SDK credentials",
+            );
         }
         if !has_identity {
-            self.err(&p.key("host_roles"), "needs `authenticate` with a bearer-token identity (roles come from its token)");
+            self.err(
+                &p.key("host_roles"),
+                "needs `authenticate` with a bearer-token identity (roles come from its token)",
+            );
         }
     }
 
-    fn upstream(&mut self, u: &str, ca: Option<&str>, p: &KeyPath, clients: &mut ClientCache) -> Option<Upstream> {
+    fn upstream(
+        &mut self,
+        u: &str,
+        ca: Option<&str>,
+        p: &KeyPath,
+        clients: &mut ClientCache,
+    ) -> Option<Upstream> {
         let up = p.key("upstream");
         let uri = self.outbound_url(u, &up)?;
         if uri.query().is_some() {
@@ -1089,7 +1298,10 @@ fn undefined<'k>(section: &str, name: &str, defined: impl Iterator<Item = &'k St
     if defined.is_empty() {
         format!("{section} \"{name}\" is not defined (no [{section}.*] section exists)")
     } else {
-        format!("{section} \"{name}\" is not defined (defined: {})", defined.join(", "))
+        format!(
+            "{section} \"{name}\" is not defined (defined: {})",
+            defined.join(", ")
+        )
     }
 }
 

@@ -71,7 +71,10 @@ impl fmt::Debug for Snapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Snapshot")
             .field("source", &self.source)
-            .field("routes", &self.routes.iter().map(|r| &r.name).collect::<Vec<_>>())
+            .field(
+                "routes",
+                &self.routes.iter().map(|r| &r.name).collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }

@@ -21,7 +21,11 @@ const DEBOUNCE: Duration = Duration::from_millis(100);
 /// is seen) and reloads when the file changes, until `shutdown` flips.
 pub fn spawn_watcher(state: Arc<State>, mut shutdown: watch::Receiver<bool>) -> notify::Result<()> {
     let path = state.config_path().to_owned();
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_owned();
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_owned();
     let name = path.file_name().map(|n| n.to_owned());
     let (tx, mut rx) = mpsc::unbounded_channel::<()>();
     let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {

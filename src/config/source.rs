@@ -70,7 +70,9 @@ impl fmt::Display for KeyPath {
                     if !first {
                         f.write_str(".")?;
                     }
-                    if k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                    if k.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                    {
                         f.write_str(k)?;
                     } else {
                         write!(f, "{k:?}")?;
@@ -103,7 +105,11 @@ impl<'i> SourceMap<'i> {
     /// The 1-based line of a byte offset.
     pub fn line_of(&self, offset: usize) -> usize {
         let end = offset.min(self.text.len());
-        self.text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+        self.text.as_bytes()[..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
     }
 
     /// The line where the deepest existing prefix of `path` is written: the
@@ -149,7 +155,10 @@ impl<'i> SourceMap<'i> {
                 DeValue::Table(t) => {
                     for (k, val) in t.iter() {
                         let (ks, vs) = (k.span(), val.span());
-                        if ks.contains(&offset) || vs.contains(&offset) || (vs.start..=vs.end).contains(&offset) {
+                        if ks.contains(&offset)
+                            || vs.contains(&offset)
+                            || (vs.start..=vs.end).contains(&offset)
+                        {
                             path.0.push(Seg::Key(k.get_ref().to_string()));
                             descend(val.get_ref(), offset, path);
                             return;
@@ -185,9 +194,20 @@ mod tests {
     #[test]
     fn lines_of_keys_in_tables_and_arrays() {
         let m = SourceMap::new(DOC);
-        assert_eq!(m.line(&KeyPath::root().key("server").key("listen")), Some(2));
-        assert_eq!(m.line(&KeyPath::root().key("route").index(1).key("name")), Some(8));
-        let cred = KeyPath::root().key("route").index(1).key("inject").index(0).key("credential");
+        assert_eq!(
+            m.line(&KeyPath::root().key("server").key("listen")),
+            Some(2)
+        );
+        assert_eq!(
+            m.line(&KeyPath::root().key("route").index(1).key("name")),
+            Some(8)
+        );
+        let cred = KeyPath::root()
+            .key("route")
+            .index(1)
+            .key("inject")
+            .index(0)
+            .key("credential");
         assert_eq!(m.line(&cred), Some(9));
         assert_eq!(cred.to_string(), "route[1].inject[0].credential");
     }
@@ -195,6 +215,9 @@ mod tests {
     #[test]
     fn missing_key_falls_back_to_its_parent() {
         let m = SourceMap::new(DOC);
-        assert_eq!(m.line(&KeyPath::root().key("route").index(0).key("path")), Some(4));
+        assert_eq!(
+            m.line(&KeyPath::root().key("route").index(0).key("path")),
+            Some(4)
+        );
     }
 }

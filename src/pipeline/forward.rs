@@ -129,8 +129,10 @@ pub fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     let connection = req.headers().get_all(header::CONNECTION).iter().any(|v| {
-        v.to_str()
-            .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+        v.to_str().is_ok_and(|s| {
+            s.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        })
     });
     req.version() == Version::HTTP_11 && upgrade && connection
 }
@@ -177,13 +179,18 @@ pub async fn forward(
     if let Ok(v) = HeaderValue::from_str(&down.client_addr.ip().to_string()) {
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(down.proto));
+    headers.insert(
+        X_FORWARDED_PROTO.clone(),
+        HeaderValue::from_static(down.proto),
+    );
     if let Some(h) = down.host.and_then(|h| HeaderValue::from_str(h).ok()) {
         headers.insert(X_FORWARDED_HOST.clone(), h);
     }
 
     let query = req.uri().query();
-    let mut pq = String::with_capacity(upstream.base_path.len() + path.len() + query.map_or(0, |q| q.len() + 1));
+    let mut pq = String::with_capacity(
+        upstream.base_path.len() + path.len() + query.map_or(0, |q| q.len() + 1),
+    );
     pq.push_str(&upstream.base_path);
     pq.push_str(path);
     if let Some(q) = query {
@@ -263,20 +270,43 @@ mod tests {
     #[test]
     fn reserved_headers_include_underscore_look_alikes() {
         for n in [
-            "x-auth-subject", "x_auth_subject", "x-auth_roles", "x-zoom-user-id", "x_zoom_meeting_id",
-            "x-webhook-verified", "x-forwarded-for", "x_forwarded_for", "forwarded", "x-real-ip",
+            "x-auth-subject",
+            "x_auth_subject",
+            "x-auth_roles",
+            "x-zoom-user-id",
+            "x_zoom_meeting_id",
+            "x-webhook-verified",
+            "x-forwarded-for",
+            "x_forwarded_for",
+            "forwarded",
+            "x-real-ip",
         ] {
-            assert!(is_reserved(&HeaderName::from_bytes(n.as_bytes()).unwrap()), "{n}");
+            assert!(
+                is_reserved(&HeaderName::from_bytes(n.as_bytes()).unwrap()),
+                "{n}"
+            );
         }
-        for n in ["x-request-id", "authorization", "x-zm-signature", "x-custom", "content-type"] {
-            assert!(!is_reserved(&HeaderName::from_bytes(n.as_bytes()).unwrap()), "{n}");
+        for n in [
+            "x-request-id",
+            "authorization",
+            "x-zm-signature",
+            "x-custom",
+            "content-type",
+        ] {
+            assert!(
+                !is_reserved(&HeaderName::from_bytes(n.as_bytes()).unwrap()),
+                "{n}"
+            );
         }
     }
 
     #[test]
     fn connection_listed_and_hop_by_hop_headers_are_removed() {
         let mut h = HeaderMap::new();
-        h.insert("connection", HeaderValue::from_static("keep-alive, X-Secret-Hop"));
+        h.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, X-Secret-Hop"),
+        );
         h.insert("x-secret-hop", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert("te", HeaderValue::from_static("trailers"));

@@ -32,7 +32,11 @@ pub struct ConnInfo {
 
 /// Handles one request against one snapshot and always produces a response:
 /// errors become the JSON answers of [`GatewayError::to_response`].
-pub async fn handle(snap: Arc<Snapshot>, req: Request<Incoming>, conn: ConnInfo) -> Response<ResBody> {
+pub async fn handle(
+    snap: Arc<Snapshot>,
+    req: Request<Incoming>,
+    conn: ConnInfo,
+) -> Response<ResBody> {
     let started = Instant::now();
     let method = req.method().clone();
     let mut route_name = None;
@@ -71,12 +75,14 @@ async fn run(
     if head_size(&req) > snap.limits.max_header_bytes {
         return Err(GatewayError::HeadersTooLarge);
     }
-    let path = route::normalize(req.uri().path()).map_err(|reason| GatewayError::InvalidPath { reason })?;
+    let path = route::normalize(req.uri().path())
+        .map_err(|reason| GatewayError::InvalidPath { reason })?;
     let authority = request_authority(&req).map(str::to_owned);
     let host = authority
         .as_deref()
         .map(|a| crate::net::strip_port(a).to_ascii_lowercase());
-    let (route, _captures) = match route::select(&snap.routes, host.as_deref(), req.method(), &path) {
+    let (route, _captures) = match route::select(&snap.routes, host.as_deref(), req.method(), &path)
+    {
         Selection::Found { route, captures } => (route, captures),
         Selection::MethodNotAllowed(allow) => return Err(GatewayError::MethodNotAllowed { allow }),
         Selection::NotFound => return Err(GatewayError::NoRoute),

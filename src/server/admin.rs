@@ -41,7 +41,11 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: watch
 
 fn answer<B>(state: &State, req: &Request<B>) -> Response<ResBody> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        return json_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "admin endpoints answer GET");
+        return json_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "admin endpoints answer GET",
+        );
     }
     match req.uri().path() {
         "/healthz" => json(StatusCode::OK, serde_json::json!({ "status": "ok" })),
@@ -57,10 +61,18 @@ fn answer<B>(state: &State, req: &Request<B>) -> Response<ResBody> {
                     "failed": state.reloads_failed.load(Ordering::Relaxed),
                 },
             });
-            let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+            let status = if ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
             json(status, body)
         }
-        _ => json_error(StatusCode::NOT_FOUND, "not_found", "admin endpoints: /healthz, /readyz"),
+        _ => json_error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "admin endpoints: /healthz, /readyz",
+        ),
     }
 }
 

@@ -29,7 +29,12 @@ pub enum Kind {
 
 /// Accepts connections until `shutdown` flips, then drains in-flight
 /// requests for at most the snapshot's `shutdown_grace`.
-pub async fn serve(listener: TcpListener, kind: Kind, state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    kind: Kind,
+    state: Arc<State>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let graceful = GracefulShutdown::new();
     loop {
         let accepted = tokio::select! {
@@ -63,8 +68,14 @@ pub async fn serve(listener: TcpListener, kind: Kind, state: Arc<State>, mut shu
     }
     drop(listener);
     let grace = state.snapshot.load().server.shutdown_grace;
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
-        tracing::warn!(grace_ms = grace.as_millis() as u64, "connections still open after the shutdown grace period");
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace_ms = grace.as_millis() as u64,
+            "connections still open after the shutdown grace period"
+        );
     }
 }
 
@@ -90,9 +101,10 @@ async fn serve_connection(
                 return Err("no TLS configuration".into());
             };
             let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-            let stream = tokio::time::timeout(snap.limits.header_read_timeout, acceptor.accept(tcp))
-                .await
-                .map_err(|_| "TLS handshake timed out")??;
+            let stream =
+                tokio::time::timeout(snap.limits.header_read_timeout, acceptor.accept(tcp))
+                    .await
+                    .map_err(|_| "TLS handshake timed out")??;
             drop(snap);
             let c = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             watcher.watch(c.into_owned()).await

@@ -91,10 +91,21 @@ impl TestGateway {
         let certs = Certs::new();
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("meetgate.toml");
-        std::fs::write(&config, format!("{}{rest}", server_section(&certs, server_extra))).unwrap();
+        std::fs::write(
+            &config,
+            format!("{}{rest}", server_section(&certs, server_extra)),
+        )
+        .unwrap();
         let env: meetgate::Env = Arc::new(move |k: &str| env.get(k).cloned());
-        let gw = meetgate::start(&config, env).await.unwrap_or_else(|e| panic!("start: {}", e.report()));
-        TestGateway { gw, certs, config, dir }
+        let gw = meetgate::start(&config, env)
+            .await
+            .unwrap_or_else(|e| panic!("start: {}", e.report()));
+        TestGateway {
+            gw,
+            certs,
+            config,
+            dir,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -122,11 +133,17 @@ impl TestGateway {
     }
 
     pub fn generation(&self) -> u64 {
-        self.gw.state.generation.load(std::sync::atomic::Ordering::SeqCst)
+        self.gw
+            .state
+            .generation
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn reloads_failed(&self) -> u64 {
-        self.gw.state.reloads_failed.load(std::sync::atomic::Ordering::SeqCst)
+        self.gw
+            .state
+            .reloads_failed
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -145,7 +162,11 @@ pub fn client(certs: &Certs, h2: bool) -> TestClient {
     let b = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(certs.client_tls(&[]))
         .https_only();
-    let https = if h2 { b.enable_http2().build() } else { b.enable_http1().build() };
+    let https = if h2 {
+        b.enable_http2().build()
+    } else {
+        b.enable_http1().build()
+    };
     let mut builder = Client::builder(TokioExecutor::new());
     builder.http2_only(h2);
     builder.build(https)
@@ -156,11 +177,17 @@ pub fn empty() -> TestBody {
 }
 
 pub fn full(b: impl Into<Bytes>) -> TestBody {
-    Full::new(b.into()).map_err(|e: Infallible| match e {}).boxed()
+    Full::new(b.into())
+        .map_err(|e: Infallible| match e {})
+        .boxed()
 }
 
 /// GET `url` with extra headers; returns status, headers and body.
-pub async fn get(c: &TestClient, url: &str, headers: &[(&str, &str)]) -> (http::StatusCode, http::HeaderMap, Bytes) {
+pub async fn get(
+    c: &TestClient,
+    url: &str,
+    headers: &[(&str, &str)],
+) -> (http::StatusCode, http::HeaderMap, Bytes) {
     send(c, "GET", url, headers, empty()).await
 }
 
@@ -182,7 +209,8 @@ pub async fn send(
 }
 
 pub fn json(b: &[u8]) -> serde_json::Value {
-    serde_json::from_slice(b).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(b)))
+    serde_json::from_slice(b)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(b)))
 }
 
 /// The demo's echo upstream: answers JSON describing what it received.
@@ -203,7 +231,9 @@ where
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((tcp, _)) = l.accept().await else { continue };
+            let Ok((tcp, _)) = l.accept().await else {
+                continue;
+            };
             let h = handler.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |req| {
@@ -235,7 +265,10 @@ impl Body for PatternBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         if self.offset >= self.len {
             return Poll::Ready(None);
         }
@@ -249,7 +282,9 @@ impl Body for PatternBody {
 
 /// Reads a body to the end, checking every byte against the pattern;
 /// returns the number of bytes, or the offset of the first mismatch.
-pub async fn check_pattern(mut body: impl Body<Data = Bytes, Error: std::fmt::Debug> + Unpin) -> Result<u64, u64> {
+pub async fn check_pattern(
+    mut body: impl Body<Data = Bytes, Error: std::fmt::Debug> + Unpin,
+) -> Result<u64, u64> {
     let mut off = 0u64;
     while let Some(frame) = body.frame().await {
         let frame = frame.expect("body frame");
@@ -305,9 +340,12 @@ impl BinaryGateway {
             .unwrap_or_else(|_| panic!("gateway did not start: {:?}", log.lock().unwrap()));
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         let tls_addr = v["https"].as_str().unwrap().parse().unwrap();
-        let admin_addr = v["admin"]
-            .as_str()
-            .and_then(|s| s.trim_start_matches("Some(").trim_end_matches(')').parse().ok());
+        let admin_addr = v["admin"].as_str().and_then(|s| {
+            s.trim_start_matches("Some(")
+                .trim_end_matches(')')
+                .parse()
+                .ok()
+        });
         BinaryGateway {
             child,
             tls_addr,
