@@ -9,17 +9,8 @@ use std::time::Duration;
 use common::*;
 use http::StatusCode;
 
-fn write_config(certs: &Certs, dir: &std::path::Path, routes: &str) -> std::path::PathBuf {
-    let config = dir.join("meetgate.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "{}{routes}",
-            server_section(certs, "shutdown_grace_ms = 10000")
-        ),
-    )
-    .unwrap();
-    config
+fn config_with(certs: &Certs, dir: &std::path::Path, routes: &str) -> std::path::PathBuf {
+    write_config(certs, dir, "shutdown_grace_ms = 10000", routes)
 }
 
 fn route(name: &str, path: &str, up: std::net::SocketAddr) -> String {
@@ -40,7 +31,7 @@ async fn sigterm_drains_an_in_flight_request_then_exits_zero() {
     .await;
     let certs = Certs::new();
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(&certs, dir.path(), &route("slow", "/slow", up));
+    let config = config_with(&certs, dir.path(), &route("slow", "/slow", up));
     let mut gw = BinaryGateway::spawn(&config);
     let c = client(&certs, false);
     let url = gw.url("/slow");
@@ -73,23 +64,11 @@ async fn sighup_reloads_and_rereads_certificates() {
     let up = echo_upstream().await;
     let certs = Certs::new();
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(&certs, dir.path(), &route("a", "/a", up));
+    let config = config_with(&certs, dir.path(), &route("a", "/a", up));
     let gw = BinaryGateway::spawn(&config);
     let admin = gw.admin_addr.expect("admin listener");
     let generation = || async move {
-        let plain =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http::<TestBody>();
-        let resp = plain
-            .request(
-                http::Request::get(format!("http://{admin}/readyz"))
-                    .body(empty())
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
-        use http_body_util::BodyExt;
-        json(&resp.into_body().collect().await.unwrap().to_bytes())["config_generation"]
+        admin_get(admin, "/readyz").await.1["config_generation"]
             .as_u64()
             .unwrap()
     };
@@ -111,16 +90,7 @@ async fn sighup_reloads_and_rereads_certificates() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let mut roots = rustls::RootCertStore::empty();
-    meetgate::tls::add_pem_roots(&mut roots, &new_ca).unwrap();
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(meetgate::tls::client_config(roots))
-        .https_only()
-        .enable_http1()
-        .build();
-    let c: TestClient =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build(https);
+    let c = client_with_ca(&new_ca);
     assert_eq!(get(&c, &gw.url("/a"), &[]).await.0, StatusCode::OK);
     let log = gw.log.lock().unwrap().join("\n");
     assert!(log.contains("SIGHUP"), "{log}");
@@ -225,15 +195,12 @@ fn run_refuses_routes_whose_stage_is_not_built_yet() {
     // Fail closed: a bearer route must never serve unauthenticated.
     let certs = Certs::new();
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("meetgate.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "{}\n[identity.corp]\nissuer = \"https://idp.example\"\naudiences = [\"api\"]\n\n[[route]]\nname = \"p\"\npath = \"/p\"\nupstream = \"http://127.0.0.1:9\"\nauthenticate = \"corp\"\n",
-            server_section(&certs, "")
-        ),
-    )
-    .unwrap();
+    let config = write_config(
+        &certs,
+        dir.path(),
+        "",
+        "\n[identity.corp]\nissuer = \"https://idp.example\"\naudiences = [\"api\"]\n\n[[route]]\nname = \"p\"\npath = \"/p\"\nupstream = \"http://127.0.0.1:9\"\nauthenticate = \"corp\"\n",
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_meetgate"))
         .args(["run", "--config"])
         .arg(&config)

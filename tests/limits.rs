@@ -40,15 +40,7 @@ async fn oversized_heads_are_431() {
     }
     // A head far past hyper's own buffer is refused by the HTTP stack.
     let huge = "a".repeat(64 * 1024);
-    let tcp = tokio::net::TcpStream::connect(gw.gw.tls_addr)
-        .await
-        .unwrap();
-    let tls =
-        tokio_rustls::TlsConnector::from(std::sync::Arc::new(gw.certs.client_tls(&[b"http/1.1"])));
-    let mut s = tls
-        .connect("localhost".try_into().unwrap(), tcp)
-        .await
-        .unwrap();
+    let mut s = raw_tls(gw.gw.tls_addr, &gw.certs).await;
     let _ = s
         .write_all(
             format!("GET /x HTTP/1.1\r\nhost: localhost\r\nx-huge: {huge}\r\n\r\n").as_bytes(),
@@ -67,15 +59,7 @@ async fn oversized_heads_are_431() {
 async fn slow_request_heads_are_cut_off() {
     let up = echo_upstream().await;
     let gw = TestGateway::start(&route(&format!("http://{up}"))).await;
-    let tcp = tokio::net::TcpStream::connect(gw.gw.tls_addr)
-        .await
-        .unwrap();
-    let tls =
-        tokio_rustls::TlsConnector::from(std::sync::Arc::new(gw.certs.client_tls(&[b"http/1.1"])));
-    let mut s = tls
-        .connect("localhost".try_into().unwrap(), tcp)
-        .await
-        .unwrap();
+    let mut s = raw_tls(gw.gw.tls_addr, &gw.certs).await;
     s.write_all(b"GET /x HTTP/1.1\r\nhost: local")
         .await
         .unwrap();

@@ -151,16 +151,7 @@ async fn raw_dot_segments_are_400() {
     let up = echo_upstream().await;
     let gw = gateway(up).await;
     for target in ["/public/../admin", "/public/./x", "/public/a/.."] {
-        let tcp = tokio::net::TcpStream::connect(gw.gw.tls_addr)
-            .await
-            .unwrap();
-        let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(
-            gw.certs.client_tls(&[b"http/1.1"]),
-        ));
-        let mut s = tls
-            .connect("localhost".try_into().unwrap(), tcp)
-            .await
-            .unwrap();
+        let mut s = raw_tls(gw.gw.tls_addr, &gw.certs).await;
         s.write_all(
             format!("GET {target} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
                 .as_bytes(),
@@ -268,17 +259,7 @@ async fn admin_paths_are_not_on_the_public_listener() {
     let (s, _, _) = get(&gw.h1(), &gw.url("/healthz"), &[]).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     let admin = gw.gw.admin_addr.unwrap();
-    let plain = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<TestBody>();
     for p in ["/healthz", "/readyz"] {
-        let resp = plain
-            .request(
-                http::Request::get(format!("http://{admin}{p}"))
-                    .body(empty())
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::OK, "{p}");
+        assert_eq!(admin_get(admin, p).await.0, StatusCode::OK, "{p}");
     }
 }

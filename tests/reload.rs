@@ -100,16 +100,7 @@ async fn reload_rereads_certificates() {
         .is_err());
     let ca_dir = tempfile::tempdir().unwrap();
     std::fs::write(ca_dir.path().join("ca.pem"), &fresh.ca_pem).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    meetgate::tls::add_pem_roots(&mut roots, &ca_dir.path().join("ca.pem")).unwrap();
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(meetgate::tls::client_config(roots))
-        .https_only()
-        .enable_http1()
-        .build();
-    let c: TestClient =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build(https);
+    let c = client_with_ca(&ca_dir.path().join("ca.pem"));
     assert_eq!(get(&c, &gw.url("/a/x"), &[]).await.0, StatusCode::OK);
 }
 

@@ -35,15 +35,12 @@ async fn fifty_mib_both_ways_byte_exact_with_bounded_memory() {
     let up = streaming_upstream().await;
     let certs = Certs::new();
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("meetgate.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "{}\n[[route]]\nname = \"stream\"\npath = \"/*\"\nupstream = \"http://{up}\"\nauthenticate = \"none\"\n",
-            server_section(&certs, "")
-        ),
-    )
-    .unwrap();
+    let config = write_config(
+        &certs,
+        dir.path(),
+        "",
+        &format!("\n[[route]]\nname = \"stream\"\npath = \"/*\"\nupstream = \"http://{up}\"\nauthenticate = \"none\"\n"),
+    );
     let gw = BinaryGateway::spawn(&config);
 
     // Warm up both protocols so the baseline includes connection buffers.

@@ -36,15 +36,7 @@ async fn connect(
     tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
     tokio_tungstenite::tungstenite::Error,
 > {
-    let tcp = tokio::net::TcpStream::connect(gw.gw.tls_addr)
-        .await
-        .unwrap();
-    let tls =
-        tokio_rustls::TlsConnector::from(std::sync::Arc::new(gw.certs.client_tls(&[b"http/1.1"])));
-    let stream = tls
-        .connect("localhost".try_into().unwrap(), tcp)
-        .await
-        .unwrap();
+    let stream = raw_tls(gw.gw.tls_addr, &gw.certs).await;
     let url = format!("wss://localhost:{}{path}", gw.gw.tls_addr.port());
     tokio_tungstenite::client_async(url, stream)
         .await

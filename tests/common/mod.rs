@@ -63,6 +63,60 @@ impl Certs {
     }
 }
 
+/// A client trusting only the CA in `ca` (HTTP/1.1).
+pub fn client_with_ca(ca: &Path) -> TestClient {
+    let mut roots = rustls::RootCertStore::empty();
+    meetgate::tls::add_pem_roots(&mut roots, ca).unwrap();
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(meetgate::tls::client_config(roots))
+        .https_only()
+        .enable_http1()
+        .build();
+    Client::builder(TokioExecutor::new()).build(https)
+}
+
+/// A raw TLS connection (ALPN http/1.1) to write requests byte by byte.
+pub async fn raw_tls(
+    addr: SocketAddr,
+    certs: &Certs,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(certs.client_tls(&[b"http/1.1"])));
+    tls.connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
+/// GET on the plaintext admin listener; returns status and JSON body.
+pub async fn admin_get(admin: SocketAddr, path: &str) -> (http::StatusCode, serde_json::Value) {
+    let plain = Client::builder(TokioExecutor::new()).build_http::<TestBody>();
+    let resp = plain
+        .request(
+            Request::get(format!("http://{admin}{path}"))
+                .body(empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let status = resp.status();
+    (
+        status,
+        json(&resp.into_body().collect().await.unwrap().to_bytes()),
+    )
+}
+
+/// Writes `meetgate.toml` in `dir`: the `[server]` section (plus
+/// `server_extra`) followed by `rest`.
+pub fn write_config(certs: &Certs, dir: &Path, server_extra: &str, rest: &str) -> PathBuf {
+    let config = dir.join("meetgate.toml");
+    std::fs::write(
+        &config,
+        format!("{}{rest}", server_section(certs, server_extra)),
+    )
+    .unwrap();
+    config
+}
+
 /// The `[server]` section every test config starts with.
 pub fn server_section(certs: &Certs, extra: &str) -> String {
     format!(
