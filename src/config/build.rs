@@ -1349,3 +1349,7 @@ impl ClientCache {
         Ok(c)
     }
 }
+
+#[cfg(test)]
+#[path = "build_tests.rs"]
+mod tests;

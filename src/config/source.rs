@@ -147,41 +147,50 @@ impl<'i> SourceMap<'i> {
         best.map(|o| self.line_of(o))
     }
 
-    /// The path of the deepest key whose value contains `offset` (used to
-    /// name the key of a type error that only carries a span).
+    /// The path of the deepest key whose key or value contains `offset`
+    /// (used to name the key of a type error that only carries a span).
+    /// Every branch is searched: an array of tables' span covers only its
+    /// `[[header]]`, not the keys below it.
     pub fn path_at(&self, offset: usize) -> KeyPath {
-        fn descend(v: &DeValue<'_>, offset: usize, path: &mut KeyPath) {
+        fn search(v: &DeValue<'_>, offset: usize, path: &mut Vec<Seg>, best: &mut Vec<Seg>) {
+            let mut visit = |seg: Seg, hit: bool, child: &DeValue<'_>, best: &mut Vec<Seg>| {
+                path.push(seg);
+                if hit && path.len() > best.len() {
+                    *best = path.clone();
+                }
+                search(child, offset, path, best);
+                path.pop();
+            };
             match v {
                 DeValue::Table(t) => {
                     for (k, val) in t.iter() {
-                        let (ks, vs) = (k.span(), val.span());
-                        if ks.contains(&offset)
-                            || vs.contains(&offset)
-                            || (vs.start..=vs.end).contains(&offset)
-                        {
-                            path.0.push(Seg::Key(k.get_ref().to_string()));
-                            descend(val.get_ref(), offset, path);
-                            return;
-                        }
+                        let hit = k.span().contains(&offset) || val.span().contains(&offset);
+                        visit(Seg::Key(k.get_ref().to_string()), hit, val.get_ref(), best);
                     }
                 }
                 DeValue::Array(a) => {
                     for (i, val) in a.iter().enumerate() {
-                        if val.span().contains(&offset) {
-                            path.0.push(Seg::Index(i));
-                            descend(val.get_ref(), offset, path);
-                            return;
-                        }
+                        visit(
+                            Seg::Index(i),
+                            val.span().contains(&offset),
+                            val.get_ref(),
+                            best,
+                        );
                     }
                 }
                 _ => {}
             }
         }
-        let mut path = KeyPath::root();
+        let mut best = Vec::new();
         if let Some(root) = &self.root {
-            descend(&DeValue::Table(root.get_ref().clone()), offset, &mut path);
+            search(
+                &DeValue::Table(root.get_ref().clone()),
+                offset,
+                &mut Vec::new(),
+                &mut best,
+            );
         }
-        path
+        KeyPath(best)
     }
 }
 

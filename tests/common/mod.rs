@@ -24,7 +24,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{Connect, HttpConnector};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
@@ -237,16 +237,16 @@ pub fn full(b: impl Into<Bytes>) -> TestBody {
 }
 
 /// GET `url` with extra headers; returns status, headers and body.
-pub async fn get(
-    c: &TestClient,
+pub async fn get<C: Connect + Clone + Send + Sync + 'static>(
+    c: &Client<C, TestBody>,
     url: &str,
     headers: &[(&str, &str)],
 ) -> (http::StatusCode, http::HeaderMap, Bytes) {
     send(c, "GET", url, headers, empty()).await
 }
 
-pub async fn send(
-    c: &TestClient,
+pub async fn send<C: Connect + Clone + Send + Sync + 'static>(
+    c: &Client<C, TestBody>,
     method: &str,
     url: &str,
     headers: &[(&str, &str)],

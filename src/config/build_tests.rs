@@ -1,0 +1,232 @@
+//! Table-driven tests of the build rules: each broken snippet must be refused
+//! with a message naming the key, and the line of that key.
+
+use super::*;
+
+const SERVER: &str =
+    "[server]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n";
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "SET" => Some("value-from-env".to_owned()),
+        _ => None,
+    }
+}
+
+fn try_build(rest: &str) -> Result<Snapshot, Vec<ConfigError>> {
+    build(
+        &format!("{SERVER}{rest}"),
+        Path::new("/nonexistent/meetgate.toml"),
+        BuildMode::Check,
+        &env,
+    )
+}
+
+fn errors(rest: &str) -> Vec<ConfigError> {
+    match try_build(rest) {
+        Ok(_) => panic!("accepted:\n{rest}"),
+        Err(e) => e,
+    }
+}
+
+const ROUTE: &str =
+    "[[route]]\nname = \"r\"\npath = \"/r\"\nupstream = \"http://127.0.0.1:3000\"\n";
+
+#[test]
+fn broken_snippets_are_refused_naming_the_key() {
+    let cases: &[(&str, &str, &str)] = &[
+        (ROUTE, "route[0].authenticate", "needs `authenticate`"),
+        (
+            "[webhook.w]\ntype = \"zoom\"\nsecret_tokens = [\"s\"]\n[[route]]\nname = \"r\"\npath = \"/r\"\nupstream = \"http://127.0.0.1:1\"\nauthenticate = \"none\"\nverify_webhook = \"w\"\n",
+            "route[0].verify_webhook",
+            "takes no `authenticate`",
+        ),
+        (
+            "[[route]]\nname = \"r\"\npath = \"/r\"\nupstream = \"http://example.com\"\nauthenticate = \"none\"\n",
+            "route[0].upstream",
+            "only allowed for loopback",
+        ),
+        (
+            "[identity.i]\nissuer = \"https://idp.example\"\naudiences = [\"a\"]\nalgorithms = [\"RS256\", \"HS256\"]\n",
+            "identity.i.algorithms",
+            "\"HS256\" is never accepted",
+        ),
+        (
+            "[identity.i]\nissuer = \"https://idp.example\"\naudiences = [\"a\"]\nalgorithms = [\"none\"]\n",
+            "identity.i.algorithms",
+            "\"none\" is never accepted",
+        ),
+        (
+            "[identity.i]\nissuer = \"http://idp.example\"\naudiences = [\"a\"]\n",
+            "identity.i.issuer",
+            "use https://",
+        ),
+        (
+            "[credential.c]\ntype = \"zoom_meeting_sdk\"\nclient_id = \"a\"\nclient_secret = \"b\"\nttl_secs = 1799\n",
+            "credential.c.ttl_secs",
+            "1800..=172800",
+        ),
+        (
+            "[credential.c]\ntype = \"zoom_video_sdk\"\nclient_id = \"a\"\nclient_secret = \"b\"\nttl_secs = 172801\n",
+            "credential.c.ttl_secs",
+            "1800..=172800",
+        ),
+        (
+            "[credential.c]\ntype = \"opentok_project\"\napi_key = \"a\"\napi_secret = \"b\"\nttl_secs = 301\n",
+            "credential.c.ttl_secs",
+            "1..=300",
+        ),
+        (
+            "[credential.c]\ntype = \"zoom_s2s_oauth\"\naccount_id = \"a\"\nclient_id = \"b\"\nclient_secret = \"c\"\nttl_secs = 60\n",
+            "credential.c.ttl_secs",
+            "does not apply",
+        ),
+        (
+            "[credential.c]\ntype = \"zoom_sdk\"\n",
+            "credential.c.type",
+            "unknown credential type",
+        ),
+        (
+            "[webhook.w]\ntype = \"zoom\"\nsecret_tokens = [\"\"]\n",
+            "webhook.w.secret_tokens[0]",
+            "must not be empty",
+        ),
+        (
+            "[webhook.w]\ntype = \"standard\"\nsecret_tokens = [\"not-whsec\"]\n",
+            "webhook.w.secret_tokens[0]",
+            "whsec_",
+        ),
+        (
+            "[webhook.w]\ntype = \"zoom\"\nsecret_tokens = [\"${UNSET_VAR}\"]\n",
+            "webhook.w.secret_tokens[0]",
+            "UNSET_VAR is not set",
+        ),
+        (
+            "[[route]]\nname = \"r\"\npath = \"/a/*\"\nstrip_prefix = \"/b\"\nupstream = \"http://127.0.0.1:1\"\nauthenticate = \"none\"\n",
+            "route[0].strip_prefix",
+            "not a literal prefix",
+        ),
+        (
+            "[[route]]\nname = \"r\"\npath = \"/a\"\nupstream = \"http://127.0.0.1:1\"\nauthenticate = \"ghost\"\n",
+            "route[0].authenticate",
+            "identity \"ghost\" is not defined",
+        ),
+        (
+            "[[route]]\nname = \"r\"\npath = \"/a\"\nupstream = \"http://127.0.0.1:1\"\nauthenticate = { zoom_app = \"ghost\" }\n",
+            "route[0].authenticate",
+            "zoom_app \"ghost\" is not defined",
+        ),
+        (
+            "[[route]]\nname = \"r\"\npath = \"/a\"\nupstream = \"http://127.0.0.1:1\"\nauthenticate = { zoom_ap = \"x\" }\n",
+            "route[0].authenticate",
+            "unknown field `zoom_ap`",
+        ),
+        (
+            "[identity.i]\nissuer = \"https://idp.example\"\naudiences = [\"a\"]\n[[route]]\nname = \"r\"\npath = \"/a\"\nupstream = \"http://127.0.0.1:1\"\nauthenticate = \"i\"\ninject = [{ credential = \"ghost\", header = \"X-T\" }]\n",
+            "route[0].inject[0].credential",
+            "credential \"ghost\" is not defined",
+        ),
+        (
+            "[credential.c]\ntype = \"zoom_meeting_sdk\"\nclient_id = \"a\"\nclient_secret = \"b\"\n[identity.i]\nissuer = \"https://idp.example\"\naudiences = [\"a\"]\n[[route]]\nname = \"r\"\npath = \"/m/{id}\"\nupstream = \"http://127.0.0.1:1\"\nauthenticate = \"i\"\ninject = [{ credential = \"c\", header = \"X-S\", meeting_param = \"meeting\" }]\n",
+            "route[0].inject[0].meeting_param",
+            "not a `{meeting}` capture",
+        ),
+        (
+            "[credential.c]\ntype = \"zoom_meeting_sdk\"\nclient_id = \"a\"\nclient_secret = \"b\"\n[[route]]\nname = \"r\"\npath = \"/s\"\nupstream = \"http://127.0.0.1:1\"\nauthenticate = \"none\"\nrespond = { credential = \"c\" }\n",
+            "route[0].upstream",
+            "takes no `upstream`",
+        ),
+        (
+            "[[route]]\nname = \"r\"\npath = \"/a\"\nupstream = \"http://127.0.0.1:1\"\nauthenticate = \"none\"\n[[route]]\nname = \"r\"\npath = \"/b\"\nupstream = \"http://127.0.0.1:1\"\nauthenticate = \"none\"\n",
+            "route[1].name",
+            "used twice",
+        ),
+        (
+            "[[route]]\nname = \"r\"\npath = \"/a/{x}/{x}\"\nupstream = \"http://127.0.0.1:1\"\nauthenticate = \"none\"\n",
+            "route[0].path",
+            "appears twice",
+        ),
+        ("[limits]\nmax_header_bytes = 10\n", "limits.max_header_bytes", "1024..=1048576"),
+        ("[limits]\nupstream_timeout_ms = \"fast\"\n", "limits.upstream_timeout_ms", "invalid type"),
+        ("[serverr]\nx = 1\n", "serverr", "unknown key"),
+    ];
+    for (snippet, key, needle) in cases {
+        let errs = errors(snippet);
+        let hit = errs
+            .iter()
+            .find(|e| e.key == *key && e.message.contains(needle));
+        let hit = hit
+            .unwrap_or_else(|| panic!("no error for `{key}` containing {needle:?} in {errs:#?}"));
+        let text = format!("{SERVER}{snippet}");
+        let key_name = key
+            .rsplit(['.', ']'])
+            .next()
+            .unwrap()
+            .trim_start_matches('[');
+        let line = hit.line.expect("error has a line");
+        let written = text.lines().nth(line - 1).unwrap();
+        assert!(
+            written.contains(key_name.split('[').next().unwrap()) || written.starts_with("[["),
+            "line {line} ({written:?}) is not where `{key}` is written"
+        );
+    }
+}
+
+#[test]
+fn every_unknown_key_is_listed() {
+    let errs = errors("[limits]\nmax_body = 1\nmax_header = 2\n");
+    let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, vec!["limits.max_body", "limits.max_header"]);
+    assert_eq!(errs[0].line, Some(6));
+    assert_eq!(errs[1].line, Some(7));
+}
+
+#[test]
+fn secrets_resolve_and_never_appear_in_debug() {
+    let snap = try_build("[credential.c]\ntype = \"zoom_meeting_sdk\"\nclient_id = \"${SET}\"\nclient_secret = \"${SET}\"\n")
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let cred = &snap.credentials["c"];
+    let CredentialKind::ZoomMeetingSdk {
+        client_id,
+        client_secret,
+        ..
+    } = &cred.kind
+    else {
+        panic!("kind");
+    };
+    assert_eq!(client_id, "value-from-env");
+    assert_eq!(client_secret.expose_secret(), "value-from-env");
+    let debug = format!("{cred:?}");
+    assert_eq!(
+        debug.matches("value-from-env").count(),
+        1,
+        "only the (public) client id: {debug}"
+    );
+}
+
+#[test]
+fn the_contract_file_builds() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/contract/meetgate.example.toml"
+    ))
+    .expect("../shared/contract/meetgate.example.toml");
+    let any = |_: &str| Some("x-test-value".to_owned());
+    let snap = build(
+        &text,
+        Path::new("/nonexistent/meetgate.toml"),
+        BuildMode::Check,
+        &any,
+    )
+    .unwrap_or_else(|e| panic!("{e:#?}"));
+    assert_eq!(snap.routes.len(), 8);
+    assert_eq!(
+        snap.routes[0].authenticate,
+        Authenticate::Identities(vec!["corp".to_owned()])
+    );
+    assert_eq!(snap.routes[7].authenticate, Authenticate::None);
+    assert!(
+        !snap.unsupported_stages().is_empty(),
+        "stages not built yet must be reported"
+    );
+}
