@@ -6,7 +6,7 @@
 //! stable reason code operators can alert on; the description helps the caller
 //! and never carries a secret, token or key. Details go to the log.
 
-use http::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Method, Response, StatusCode};
 
 use crate::body::ResBody;
@@ -46,6 +46,24 @@ pub enum GatewayError {
     #[error("payload too large")]
     PayloadTooLarge,
 
+    /// Authentication failed (401). `reason` is the stable code; whether a
+    /// credential was presented decides the `WWW-Authenticate` error
+    /// attribute (RFC 6750 section 3).
+    #[error("unauthorized: {reason}")]
+    Unauthorized {
+        reason: &'static str,
+        presented: bool,
+    },
+
+    /// Authenticated, but the route's rules refuse the caller (403).
+    #[error("forbidden: {reason}")]
+    Forbidden { reason: &'static str },
+
+    /// The identity's signing keys are not available (never fetched, or
+    /// older than `jwks_max_stale_secs`): 503, not 401, so clients retry.
+    #[error("no usable signing keys for identity {identity}")]
+    KeysUnavailable { identity: String },
+
     /// The route needs a stage this build cannot run. Only reachable if a
     /// snapshot bypassed [`crate::config::Snapshot::unsupported_stages`]; it
     /// fails closed rather than passing traffic unauthenticated.
@@ -75,6 +93,9 @@ impl GatewayError {
             GatewayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             GatewayError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            GatewayError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            GatewayError::KeysUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::StageUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::UpstreamFailed { .. } => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -90,6 +111,9 @@ impl GatewayError {
             GatewayError::MethodNotAllowed { .. } => "method_not_allowed",
             GatewayError::HeadersTooLarge => "headers_too_large",
             GatewayError::PayloadTooLarge => "payload_too_large",
+            GatewayError::Unauthorized { reason, .. } => reason,
+            GatewayError::Forbidden { reason } => reason,
+            GatewayError::KeysUnavailable { .. } => "keys_unavailable",
             GatewayError::StageUnavailable { .. } => "stage_unavailable",
             GatewayError::UpstreamFailed { .. } => "upstream_unavailable",
             GatewayError::UpstreamTimeout { .. } => "upstream_timeout",
@@ -110,6 +134,15 @@ impl GatewayError {
             }
             GatewayError::HeadersTooLarge => "the request head is too large".to_owned(),
             GatewayError::PayloadTooLarge => "the request body is too large".to_owned(),
+            GatewayError::Unauthorized { reason, .. } => {
+                unauthorized_description(reason).to_owned()
+            }
+            GatewayError::Forbidden { .. } => {
+                "the caller is not allowed to use this route".to_owned()
+            }
+            GatewayError::KeysUnavailable { .. } => {
+                "the identity provider's signing keys are not available; retry later".to_owned()
+            }
             GatewayError::StageUnavailable { .. } => {
                 "this route is not available on this gateway".to_owned()
             }
@@ -137,10 +170,22 @@ impl GatewayError {
                     headers.insert(ALLOW, v);
                 }
             }
+            GatewayError::Unauthorized { presented, .. } => {
+                let v = if *presented {
+                    r#"Bearer realm="meetgate", error="invalid_token""#
+                } else {
+                    r#"Bearer realm="meetgate""#
+                };
+                headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(v));
+            }
+            GatewayError::KeysUnavailable { .. } => {
+                headers.insert(RETRY_AFTER, HeaderValue::from_static("5"));
+            }
             GatewayError::StageUnavailable { .. } => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("30"));
             }
-            GatewayError::InvalidPath { .. }
+            GatewayError::Forbidden { .. }
+            | GatewayError::InvalidPath { .. }
             | GatewayError::BadRequest { .. }
             | GatewayError::NoRoute
             | GatewayError::HeadersTooLarge
@@ -149,6 +194,32 @@ impl GatewayError {
             | GatewayError::UpstreamTimeout { .. } => {}
         }
         resp
+    }
+}
+
+/// What a caller is told for each 401 reason code. Never echoes the token.
+fn unauthorized_description(reason: &str) -> &'static str {
+    match reason {
+        "missing_token" => "a bearer token is required",
+        "token_too_large" => "the bearer token is too large",
+        "malformed_token" => "the bearer token is not a well-formed JWT",
+        "expired" => "the token has expired",
+        "not_yet_valid" => "the token is not valid yet",
+        "wrong_audience" => "the token is not meant for this service",
+        "wrong_issuer" | "unknown_issuer" => "the token's issuer is not accepted here",
+        "unknown_kid" => "the token was signed with an unknown key",
+        "invalid_signature" => "the token's signature is not valid",
+        "algorithm_not_allowed" => "the token's algorithm is not accepted",
+        "unsupported_crit" => {
+            "the token requires header parameters this service does not understand"
+        }
+        "invalid_typ" => "the token's type is not accepted",
+        "invalid_claims" => "the token's claims are malformed or incomplete",
+        "missing_context" => "an x-zoom-app-context header is required",
+        "invalid_context" => "the Zoom App context could not be verified",
+        "context_expired" => "the Zoom App context has expired",
+        "guest_not_allowed" => "guest users are not allowed on this route",
+        _ => "authentication failed",
     }
 }
 

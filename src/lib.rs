@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod jwks;
 pub mod net;
 pub mod pipeline;
 pub mod secret;
@@ -48,6 +49,10 @@ pub struct State {
     pub reloads_ok: AtomicU64,
     /// Reloads refused (the old configuration kept serving).
     pub reloads_failed: AtomicU64,
+    /// Signing keys of every identity (outlive snapshots).
+    pub jwks: jwks::JwksRegistry,
+    /// Verified bearer tokens (cleared when the configuration changes).
+    pub tokens: pipeline::authn::jwt::TokenCache,
     config_path: PathBuf,
     env: Env,
 }
@@ -62,7 +67,10 @@ impl State {
     /// runnable; otherwise logs every problem and keeps the old one.
     pub fn reload(&self, cause: &str) -> bool {
         match load_runnable(&self.config_path, &self.env) {
-            Ok(snap) => {
+            Ok(mut snap) => {
+                snap.identity_keys = self.jwks.sync(&snap);
+                // Audiences, algorithms or claims mapping may have changed.
+                self.tokens.clear();
                 let old = self.snapshot.load();
                 if old.server.listen != snap.server.listen
                     || old.server.admin_listen != snap.server.admin_listen
@@ -139,7 +147,16 @@ pub struct Gateway {
 /// Loads `config_path`, binds every listener and starts serving and watching
 /// the file for changes.
 pub async fn start(config_path: &Path, env: Env) -> Result<Gateway, StartError> {
-    let snap = load_runnable(config_path, &env)?;
+    let mut snap = load_runnable(config_path, &env)?;
+    let tokens = pipeline::authn::jwt::TokenCache::default();
+    let jwks = {
+        let tokens = tokens.clone();
+        jwks::JwksRegistry::new(Arc::new(
+            move |identity: &str, kids: &std::collections::HashSet<String>| {
+                tokens.forget_kids(identity, kids)
+            },
+        ))
+    };
     let bind = |addr: SocketAddr| async move {
         TcpListener::bind(addr)
             .await
@@ -161,8 +178,11 @@ pub async fn start(config_path: &Path, env: Env) -> Result<Gateway, StartError> 
         admin.as_ref().map(local),
     );
 
+    snap.identity_keys = jwks.sync(&snap);
     let state = Arc::new(State {
         snapshot: ArcSwap::from_pointee(snap),
+        jwks,
+        tokens,
         generation: AtomicU64::new(1),
         reloads_ok: AtomicU64::new(0),
         reloads_failed: AtomicU64::new(0),
@@ -219,6 +239,18 @@ impl Gateway {
         let _ = self.shutdown.send(true);
         while self.tasks.join_next().await.is_some() {}
     }
+}
+
+/// An error and its sources, joined for one log field.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut s = err.to_string();
+    let mut src = err.source();
+    while let Some(e) = src {
+        s.push_str(": ");
+        s.push_str(&e.to_string());
+        src = e.source();
+    }
+    s
 }
 
 /// Runs until SIGTERM or SIGINT, reloading on SIGHUP; then drains and returns.

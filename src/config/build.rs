@@ -353,6 +353,8 @@ impl Builder<'_, '_> {
             webhooks,
             routes,
             warnings: Vec::new(),
+            outbound: clients.default(),
+            identity_keys: Default::default(),
         })
     }
 
@@ -495,10 +497,12 @@ impl Builder<'_, '_> {
     }
 
     fn identity(&mut self, name: &str, r: &RawIdentity, p: &KeyPath) -> Option<IdentitySettings> {
+        // Kept exactly as written: a token's `iss` must equal it.
         let issuer = self
             .required(&r.issuer, &p.key("issuer"))
-            .and_then(|v| self.outbound_url(&v.clone(), &p.key("issuer")))
-            .map(|u| u.to_string().trim_end_matches('/').to_owned());
+            .cloned()
+            .and_then(|v| self.string(&v, &p.key("issuer")))
+            .filter(|v| self.outbound_url(v, &p.key("issuer")).is_some());
         let jwks_uri = r
             .jwks_uri
             .as_ref()

@@ -65,6 +65,12 @@ pub struct Snapshot {
     pub routes: Vec<Arc<Route>>,
     /// Problems that do not stop the file from being used (shown by `check`).
     pub warnings: Vec<ConfigError>,
+    /// Client for the gateway's own outbound requests (issuers, JWKS,
+    /// token endpoints): webpki roots plus `[outbound] ca_file`.
+    pub outbound: UpstreamClient,
+    /// Signing keys per identity name; attached when the snapshot is put in
+    /// service (they live outside it and survive reloads).
+    pub identity_keys: std::collections::HashMap<String, Arc<crate::jwks::IssuerKeys>>,
 }
 
 impl fmt::Debug for Snapshot {
@@ -324,20 +330,7 @@ impl Snapshot {
     pub fn unsupported_stages(&self) -> Vec<String> {
         let mut out = Vec::new();
         for r in &self.routes {
-            match &r.authenticate {
-                Authenticate::None => {}
-                Authenticate::Identities(_) => out.push(format!(
-                    "route \"{}\": `authenticate` with a bearer-token identity is not available in this build",
-                    r.name
-                )),
-                Authenticate::ZoomApp(_) => out.push(format!(
-                    "route \"{}\": `authenticate = {{ zoom_app = ... }}` is not available in this build",
-                    r.name
-                )),
-            }
             let stages = [
-                ("authorize", r.authorize.is_some()),
-                ("claims_to_headers", !r.claims_to_headers.is_empty()),
                 ("inject", !r.inject.is_empty()),
                 ("respond", r.respond.is_some()),
                 ("verify_webhook", r.verify_webhook.is_some()),

@@ -147,8 +147,10 @@ pub struct Downstream<'a> {
 }
 
 /// Sends the request upstream and returns its response, headers cleaned.
+/// `identity` holds the headers naming the authenticated caller.
 /// `path` is the canonical upstream path (see
 /// [`super::route::upstream_path`]); the query string passes unchanged.
+#[allow(clippy::too_many_arguments)]
 pub async fn forward(
     route: &Route,
     upstream: &Upstream,
@@ -157,6 +159,7 @@ pub async fn forward(
     down: &Downstream<'_>,
     timeout: Duration,
     websocket: bool,
+    identity: Vec<(HeaderName, HeaderValue)>,
 ) -> Result<Response<hyper::body::Incoming>, GatewayError> {
     let upgrade_value = if websocket {
         req.headers().get(header::UPGRADE).cloned()
@@ -168,6 +171,10 @@ pub async fn forward(
     if let Some(v) = upgrade_value {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, v);
+    }
+    // Set after the client's look-alikes were removed.
+    for (name, value) in identity {
+        headers.insert(name, value);
     }
     if route.preserve_host {
         if let Some(h) = down.host.and_then(|h| HeaderValue::from_str(h).ok()) {

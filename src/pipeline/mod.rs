@@ -6,6 +6,8 @@
 //! ([`crate::config::Snapshot::unsupported_stages`]) and, as a second line of
 //! defence, such a route fails closed here.
 
+pub mod authn;
+pub mod authz;
 pub mod forward;
 pub mod route;
 
@@ -20,6 +22,7 @@ use hyper::body::Incoming;
 use crate::body::{ReqBody, ResBody};
 use crate::config::{Authenticate, Route, Snapshot};
 use crate::error::GatewayError;
+use crate::State;
 use route::Selection;
 
 /// What the pipeline knows about the connection a request came in on.
@@ -33,6 +36,7 @@ pub struct ConnInfo {
 /// Handles one request against one snapshot and always produces a response:
 /// errors become the JSON answers of [`GatewayError::to_response`].
 pub async fn handle(
+    state: &State,
     snap: Arc<Snapshot>,
     req: Request<Incoming>,
     conn: ConnInfo,
@@ -40,7 +44,7 @@ pub async fn handle(
     let started = Instant::now();
     let method = req.method().clone();
     let mut route_name = None;
-    let result = run(&snap, req, conn, &mut route_name).await;
+    let result = run(state, &snap, req, conn, &mut route_name).await;
     let route = route_name.as_deref().unwrap_or("-");
     match result {
         Ok(resp) => {
@@ -56,7 +60,7 @@ pub async fn handle(
         Err(err) => {
             let status = err.status();
             if status.is_server_error() {
-                tracing::warn!(route, %method, status = status.as_u16(), code = err.code(), error = %error_chain(&err), "request failed");
+                tracing::warn!(route, %method, status = status.as_u16(), code = err.code(), error = %crate::error_chain(&err), "request failed");
             } else {
                 tracing::debug!(route, %method, status = status.as_u16(), code = err.code(), "request refused");
             }
@@ -66,6 +70,7 @@ pub async fn handle(
 }
 
 async fn run(
+    state: &State,
     snap: &Snapshot,
     mut req: Request<Incoming>,
     conn: ConnInfo,
@@ -81,7 +86,7 @@ async fn run(
     let host = authority
         .as_deref()
         .map(|a| crate::net::strip_port(a).to_ascii_lowercase());
-    let (route, _captures) = match route::select(&snap.routes, host.as_deref(), req.method(), &path)
+    let (route, captures) = match route::select(&snap.routes, host.as_deref(), req.method(), &path)
     {
         Selection::Found { route, captures } => (route, captures),
         Selection::MethodNotAllowed(allow) => return Err(GatewayError::MethodNotAllowed { allow }),
@@ -89,8 +94,37 @@ async fn run(
     };
     *route_name = Some(route.name.clone());
 
-    // Authenticate / authorize / inject / respond: only `authenticate =
-    // "none"` exists in this build; anything else fails closed.
+    // Authenticate.
+    let principal = match &route.authenticate {
+        Authenticate::None => None,
+        Authenticate::Identities(ids) => {
+            Some(authn::bearer(req.headers(), ids, snap, &state.tokens).await?)
+        }
+        Authenticate::ZoomApp(name) => {
+            let app = snap
+                .zoom_apps
+                .get(name)
+                .ok_or_else(|| GatewayError::StageUnavailable {
+                    route: route.name.clone(),
+                    stage: "authenticate",
+                })?;
+            Some(authn::zoom_app(req.headers(), app)?)
+        }
+    };
+
+    // Authorize.
+    if let Some(rules) = &route.authorize {
+        let p = principal.as_deref().ok_or(GatewayError::Forbidden {
+            reason: "insufficient_role",
+        })?;
+        authz::check(rules, p, &captures)?;
+    }
+    let identity_headers = match &principal {
+        Some(p) => authn::identity_headers(p, &route)?,
+        None => Vec::new(),
+    };
+
+    // Inject / respond / verify: not in this build; fail closed.
     if let Some(stage) = missing_stage(&route) {
         return Err(GatewayError::StageUnavailable {
             route: route.name.clone(),
@@ -122,6 +156,7 @@ async fn run(
         &down,
         snap.limits.upstream_timeout,
         websocket,
+        identity_headers,
     )
     .await?;
     if let Some(client_upgrade) = client_upgrade {
@@ -135,14 +170,8 @@ async fn run(
 
 /// The first stage this route needs that this build does not run.
 fn missing_stage(route: &Route) -> Option<&'static str> {
-    if route.authenticate != Authenticate::None {
-        return Some("authenticate");
-    }
     if route.verify_webhook.is_some() {
         return Some("verify_webhook");
-    }
-    if route.authorize.is_some() || !route.claims_to_headers.is_empty() {
-        return Some("authorize");
     }
     if !route.inject.is_empty() {
         return Some("inject");
@@ -169,15 +198,4 @@ fn head_size<B>(req: &Request<B>) -> usize {
     req.headers()
         .iter()
         .fold(target, |acc, (n, v)| acc + n.as_str().len() + v.len() + 4)
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut s = err.to_string();
-    let mut src = err.source();
-    while let Some(e) = src {
-        s.push_str(": ");
-        s.push_str(&e.to_string());
-        src = e.source();
-    }
-    s
 }

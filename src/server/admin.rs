@@ -50,7 +50,14 @@ fn answer<B>(state: &State, req: &Request<B>) -> Response<ResBody> {
     match req.uri().path() {
         "/healthz" => json(StatusCode::OK, serde_json::json!({ "status": "ok" })),
         "/readyz" => {
-            let not_ready: Vec<String> = Vec::new();
+            let snap = state.snapshot.load();
+            let mut not_ready: Vec<String> = Vec::new();
+            for (name, keys) in &snap.identity_keys {
+                if keys.usable().is_none() {
+                    not_ready.push(format!("identity {name}: no usable signing keys"));
+                }
+            }
+            not_ready.sort();
             let ready = not_ready.is_empty();
             let body = serde_json::json!({
                 "ready": ready,

@@ -91,8 +91,11 @@ async fn serve_connection(
     let service = {
         let state = state.clone();
         service_fn(move |req| {
-            let snap = state.snapshot.load_full();
-            async move { Ok::<_, std::convert::Infallible>(pipeline::handle(snap, req, conn).await) }
+            let state = state.clone();
+            async move {
+                let snap = state.snapshot.load_full();
+                Ok::<_, std::convert::Infallible>(pipeline::handle(&state, snap, req, conn).await)
+            }
         })
     };
     match kind {

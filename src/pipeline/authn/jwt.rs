@@ -1,0 +1,302 @@
+//! Bearer JWTs from OIDC issuers, verified against their JWKS.
+//!
+//! Order of checks (cheap and key-independent first): size, shape, header
+//! (`alg`, `typ`, `crit`), issuer selection, key lookup (with one coalesced
+//! refetch for an unknown `kid`), algorithm/key consistency, signature, then
+//! claims (`iss`, `aud`, `exp`, `nbf`, `iat`). `jku`, `x5u`, `jwk` and `x5c`
+//! header parameters are never used to find keys.
+//!
+//! Verified tokens are remembered ([`TokenCache`], keyed by SHA-256 of the
+//! token) until they expire, so a repeated token costs a hash and a lookup.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use jsonwebtoken::Algorithm;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::Principal;
+use crate::config::{IdentitySettings, Snapshot};
+use crate::error::GatewayError;
+use crate::jwks::KeySet;
+
+/// Tokens larger than this are refused before any parsing.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// How many verified tokens are remembered at most.
+const TOKEN_CACHE_ENTRIES: u64 = 100_000;
+
+fn unauthorized(reason: &'static str) -> GatewayError {
+    GatewayError::Unauthorized {
+        reason,
+        presented: true,
+    }
+}
+
+/// Verified tokens: SHA-256 of the token → principal, living until the
+/// token's `exp` (plus leeway). Bounded in entries.
+#[derive(Clone)]
+pub struct TokenCache {
+    inner: moka::sync::Cache<[u8; 32], Arc<Principal>>,
+}
+
+struct UntilExpiry;
+
+impl moka::Expiry<[u8; 32], Arc<Principal>> for UntilExpiry {
+    fn expire_after_create(
+        &self,
+        _: &[u8; 32],
+        p: &Arc<Principal>,
+        _: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(Duration::from_secs(
+            p.valid_until.saturating_sub(now_secs()),
+        ))
+    }
+}
+
+impl Default for TokenCache {
+    fn default() -> Self {
+        TokenCache {
+            inner: moka::sync::Cache::builder()
+                .max_capacity(TOKEN_CACHE_ENTRIES)
+                .expire_after(UntilExpiry)
+                .support_invalidation_closures()
+                .build(),
+        }
+    }
+}
+
+impl TokenCache {
+    /// Drops entries of `identity` signed with one of `kids` (their key left
+    /// the JWKS).
+    pub fn forget_kids(&self, identity: &str, kids: &HashSet<String>) {
+        let identity = identity.to_owned();
+        let kids = kids.clone();
+        let _ = self.inner.invalidate_entries_if(move |_, p| {
+            p.identity == identity && p.kid.as_ref().is_some_and(|k| kids.contains(k))
+        });
+    }
+
+    /// Drops everything (configuration changed).
+    pub fn clear(&self) {
+        self.inner.invalidate_all();
+    }
+
+    /// Entries currently held (approximate).
+    pub fn len(&self) -> u64 {
+        self.inner.run_pending_tasks();
+        self.inner.entry_count()
+    }
+
+    /// Whether the cache holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[derive(Deserialize)]
+struct JoseHeader {
+    alg: String,
+    #[serde(default)]
+    typ: Option<String>,
+    #[serde(default)]
+    kid: Option<String>,
+    #[serde(default)]
+    crit: Option<Value>,
+}
+
+/// Verifies `token` for a route accepting `identities` and returns who it
+/// belongs to.
+pub async fn verify(
+    token: &str,
+    identities: &[String],
+    snap: &Snapshot,
+    cache: &TokenCache,
+) -> Result<Arc<Principal>, GatewayError> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(unauthorized("token_too_large"));
+    }
+    let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    if let Some(p) = cache.inner.get(&digest) {
+        // The cache is shared by routes: the identity must be one of ours.
+        if identities.iter().any(|i| *i == p.identity) && now_secs() <= p.valid_until {
+            return Ok(p);
+        }
+    }
+
+    let mut parts = token.split('.');
+    let (Some(h64), Some(c64), Some(s64), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(unauthorized("malformed_token"));
+    };
+    if h64.is_empty() || c64.is_empty() || s64.is_empty() {
+        return Err(unauthorized("malformed_token"));
+    }
+    let header: JoseHeader = decode_part(h64)?;
+    let claims: Map<String, Value> = decode_part(c64)?;
+
+    if let Some(crit) = &header.crit {
+        // This gateway understands no extension header parameters.
+        tracing::debug!(crit = %crit, "token rejected: crit");
+        return Err(unauthorized("unsupported_crit"));
+    }
+    if let Some(typ) = &header.typ {
+        let t = typ.to_ascii_lowercase();
+        if !matches!(
+            t.as_str(),
+            "jwt" | "at+jwt" | "application/at+jwt" | "application/jwt"
+        ) {
+            return Err(unauthorized("invalid_typ"));
+        }
+    }
+    // `none` in any spelling, HS*, or anything unknown: refused.
+    let alg: Algorithm = match header.alg.parse() {
+        Ok(a) if !matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) => a,
+        _ => return Err(unauthorized("algorithm_not_allowed")),
+    };
+
+    // Identity: the token's `iss` picks one of the route's identities.
+    let iss = claims
+        .get("iss")
+        .and_then(Value::as_str)
+        .ok_or_else(|| unauthorized("invalid_claims"))?;
+    let identity = identities
+        .iter()
+        .filter_map(|name| snap.identities.get(name))
+        .find(|i| i.issuer == iss)
+        .ok_or_else(|| {
+            if identities.len() > 1 {
+                unauthorized("unknown_issuer")
+            } else {
+                unauthorized("wrong_issuer")
+            }
+        })?;
+    if !identity.algorithms.iter().any(|a| a == &header.alg) {
+        return Err(unauthorized("algorithm_not_allowed"));
+    }
+    let keys =
+        snap.identity_keys
+            .get(&identity.name)
+            .ok_or_else(|| GatewayError::KeysUnavailable {
+                identity: identity.name.clone(),
+            })?;
+
+    // Key: by kid; an unknown kid (or no usable keys at all) refetches once.
+    let kid = header.kid.as_deref();
+    let mut keyset = keys.usable();
+    let found = keyset
+        .as_ref()
+        .is_some_and(|ks| ks.find(kid, alg).is_some());
+    if !found {
+        let had_keys = keyset.is_some();
+        keyset = keys
+            .refetch()
+            .await
+            .or(keyset)
+            .filter(|_| keys.usable().is_some());
+        if keyset.is_none() {
+            return Err(if had_keys {
+                unauthorized("unknown_kid")
+            } else {
+                GatewayError::KeysUnavailable {
+                    identity: identity.name.clone(),
+                }
+            });
+        }
+    }
+    let keyset: Arc<KeySet> = keyset.expect("checked above");
+    let Some(key) = keyset.find(kid, alg) else {
+        tracing::debug!(identity = %identity.name, kid, "token rejected: unknown kid");
+        return Err(unauthorized("unknown_kid"));
+    };
+    if !key.family.accepts(alg) || key.alg.is_some_and(|a| a != alg) {
+        return Err(unauthorized("algorithm_not_allowed"));
+    }
+
+    // Signature over "header.claims" exactly as received.
+    let signed_len = h64.len() + 1 + c64.len();
+    let verified =
+        jsonwebtoken::crypto::verify(s64, &token.as_bytes()[..signed_len], &key.key, alg)
+            .unwrap_or(false);
+    if !verified {
+        tracing::debug!(identity = %identity.name, kid, "token rejected: signature");
+        return Err(unauthorized("invalid_signature"));
+    }
+
+    let now = now_secs();
+    let valid_until = check_claims(&claims, identity, now)?;
+    let principal = Arc::new(Principal::from_claims(
+        identity,
+        key.kid.clone(),
+        claims,
+        valid_until,
+    ));
+    cache.inner.insert(digest, principal.clone());
+    Ok(principal)
+}
+
+fn decode_part<T: for<'de> Deserialize<'de>>(part: &str) -> Result<T, GatewayError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| unauthorized("malformed_token"))?;
+    serde_json::from_slice(&bytes).map_err(|_| unauthorized("malformed_token"))
+}
+
+/// Registered-claim checks; returns until when the token may be accepted
+/// (`exp` + leeway).
+fn check_claims(
+    claims: &Map<String, Value>,
+    identity: &IdentitySettings,
+    now: u64,
+) -> Result<u64, GatewayError> {
+    let leeway = identity.leeway.as_secs();
+    let time = |name: &str| -> Result<Option<u64>, GatewayError> {
+        match claims.get(name) {
+            None => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
+                .map(Some)
+                .ok_or_else(|| unauthorized("invalid_claims")),
+        }
+    };
+    let exp = time("exp")?.ok_or_else(|| unauthorized("invalid_claims"))?;
+    if now > exp.saturating_add(leeway) {
+        return Err(unauthorized("expired"));
+    }
+    if let Some(nbf) = time("nbf")? {
+        if nbf > now.saturating_add(leeway) {
+            return Err(unauthorized("not_yet_valid"));
+        }
+    }
+    if let Some(iat) = time("iat")? {
+        if iat > now.saturating_add(leeway) {
+            return Err(unauthorized("not_yet_valid"));
+        }
+    }
+    let aud_ok = match claims.get("aud") {
+        Some(Value::String(a)) => identity.audiences.iter().any(|x| x == a),
+        Some(Value::Array(list)) => list.iter().any(|a| {
+            a.as_str()
+                .is_some_and(|a| identity.audiences.iter().any(|x| x == a))
+        }),
+        _ => false,
+    };
+    if !aud_ok {
+        return Err(unauthorized("wrong_audience"));
+    }
+    Ok(exp.saturating_add(leeway))
+}
