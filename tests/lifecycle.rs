@@ -192,14 +192,14 @@ fn check_lists_every_problem_and_never_a_secret_value() {
 
 #[test]
 fn run_refuses_routes_whose_stage_is_not_built_yet() {
-    // Fail closed: a bearer route must never serve unauthenticated.
+    // Fail closed: a route whose stage is not built must never serve.
     let certs = Certs::new();
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
         &certs,
         dir.path(),
         "",
-        "\n[identity.corp]\nissuer = \"https://idp.example\"\naudiences = [\"api\"]\n\n[[route]]\nname = \"p\"\npath = \"/p\"\nupstream = \"http://127.0.0.1:9\"\nauthenticate = \"corp\"\n",
+        "\n[identity.corp]\nissuer = \"https://idp.example\"\naudiences = [\"api\"]\n[credential.v]\ntype = \"opentok_project\"\napi_key = \"1\"\napi_secret = \"s\"\n\n[[route]]\nname = \"p\"\npath = \"/p\"\nupstream = \"http://127.0.0.1:9\"\nauthenticate = \"corp\"\ninject = [{ credential = \"v\", header = \"X-OPENTOK-AUTH\" }]\n",
     );
     let out = Command::new(env!("CARGO_BIN_EXE_meetgate"))
         .args(["run", "--config"])

@@ -567,7 +567,8 @@ impl Builder<'_, '_> {
             .required(&r.client_secret, &p.key("client_secret"))
             .and_then(|s| self.secret(&s.clone(), &p.key("client_secret")));
         let max_age = self.secs(r.max_age_secs, 300, 1, &p.key("max_age_secs"));
-        let leeway = self.secs(r.leeway_secs, 30, 0, &p.key("leeway_secs"));
+        // `exp` is always enforced: no leeway unless the operator sets one.
+        let leeway = self.secs(r.leeway_secs, 0, 0, &p.key("leeway_secs"));
         Some(ZoomAppSettings {
             name: name.to_owned(),
             client_id,

@@ -438,3 +438,4 @@ impl Drop for BinaryGateway {
         let _ = self.child.wait();
     }
 }
+pub mod issuer;

@@ -43,6 +43,7 @@ fn unauthorized(reason: &'static str) -> GatewayError {
 #[derive(Clone)]
 pub struct TokenCache {
     inner: moka::sync::Cache<[u8; 32], Arc<Principal>>,
+    hits: Arc<std::sync::atomic::AtomicU64>,
 }
 
 struct UntilExpiry;
@@ -68,6 +69,7 @@ impl Default for TokenCache {
                 .expire_after(UntilExpiry)
                 .support_invalidation_closures()
                 .build(),
+            hits: Default::default(),
         }
     }
 }
@@ -81,6 +83,11 @@ impl TokenCache {
         let _ = self.inner.invalidate_entries_if(move |_, p| {
             p.identity == identity && p.kid.as_ref().is_some_and(|k| kids.contains(k))
         });
+    }
+
+    /// Requests answered from the cache.
+    pub fn hits(&self) -> u64 {
+        self.hits.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Drops everything (configuration changed).
@@ -132,6 +139,9 @@ pub async fn verify(
     if let Some(p) = cache.inner.get(&digest) {
         // The cache is shared by routes: the identity must be one of ours.
         if identities.iter().any(|i| *i == p.identity) && now_secs() <= p.valid_until {
+            cache
+                .hits
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Ok(p);
         }
     }
@@ -142,7 +152,7 @@ pub async fn verify(
     else {
         return Err(unauthorized("malformed_token"));
     };
-    if h64.is_empty() || c64.is_empty() || s64.is_empty() {
+    if h64.is_empty() || c64.is_empty() {
         return Err(unauthorized("malformed_token"));
     }
     let header: JoseHeader = decode_part(h64)?;
@@ -167,6 +177,9 @@ pub async fn verify(
         Ok(a) if !matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) => a,
         _ => return Err(unauthorized("algorithm_not_allowed")),
     };
+    if s64.is_empty() {
+        return Err(unauthorized("malformed_token"));
+    }
 
     // Identity: the token's `iss` picks one of the route's identities.
     let iss = claims
