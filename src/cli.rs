@@ -73,12 +73,20 @@ pub async fn demo(opts: crate::demo::DemoOptions) -> anyhow::Result<ExitCode> {
         setup.config_path.display()
     );
     println!("  echo upstream: http://{}", setup.upstream);
+    println!(
+        "  development issuer: http://{} (tokens: /token?sub=..&roles=a,b&tenant=..)",
+        setup.issuer
+    );
     println!();
-    for (what, line) in
-        crate::demo::curl_lines(&setup.ca_path, gateway.tls_addr, gateway.admin_addr)
-    {
-        println!("# {what}");
-        println!("{line}");
+    let examples = crate::demo::examples(
+        &setup.ca_path,
+        gateway.tls_addr,
+        gateway.admin_addr,
+        setup.issuer,
+    );
+    for ex in examples {
+        println!("# {} (expect {})", ex.what, ex.expect);
+        println!("{}", ex.command);
         println!();
     }
     crate::run(gateway).await?;

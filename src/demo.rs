@@ -15,8 +15,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-/// The demo configuration; `{listen}`, `{admin}` and `{upstream}` are filled
-/// in at start. Kept in the repository as `config/demo.toml.in`.
+/// The demo configuration; `{listen}`, `{admin}`, `{upstream}` and `{issuer}`
+/// are filled in at start. Kept in the repository as `config/demo.toml.in`.
 pub const DEMO_CONFIG: &str = include_str!("../config/demo.toml.in");
 
 /// Where the demo runs.
@@ -34,6 +34,8 @@ pub struct DemoSetup {
     pub config_path: PathBuf,
     pub ca_path: PathBuf,
     pub upstream: SocketAddr,
+    /// The local development issuer (`http://` + this).
+    pub issuer: SocketAddr,
 }
 
 /// Writes development certificates and the demo configuration into
@@ -44,55 +46,208 @@ pub async fn prepare(opts: &DemoOptions) -> anyhow::Result<DemoSetup> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let upstream = listener.local_addr()?;
     tokio::spawn(echo_upstream(listener));
+    let issuer_listener = TcpListener::bind("127.0.0.1:0").await?;
+    let issuer = issuer_listener.local_addr()?;
+    let dev_issuer = DevIssuer::new(format!("http://{issuer}"))?;
+    tokio::spawn(dev_issuer.serve(issuer_listener));
     let config = DEMO_CONFIG
         .replace("{listen}", &opts.listen.to_string())
         .replace("{admin}", &opts.admin_listen.to_string())
-        .replace("{upstream}", &upstream.to_string());
+        .replace("{upstream}", &upstream.to_string())
+        .replace("{issuer}", &format!("http://{issuer}"));
     let config_path = opts.dir.join("meetgate.toml");
     std::fs::write(&config_path, config)?;
     Ok(DemoSetup {
         config_path,
         ca_path,
         upstream,
+        issuer,
     })
 }
 
-/// The curl lines printed by the demo, each with what it shows.
-pub fn curl_lines(ca: &Path, gw: SocketAddr, admin: Option<SocketAddr>) -> Vec<(String, String)> {
+/// One printed example: what it shows, the command, the status it gets.
+pub struct Example {
+    pub what: &'static str,
+    pub command: String,
+    pub expect: u16,
+}
+
+/// The curl lines printed by the demo.
+pub fn examples(
+    ca: &Path,
+    gw: SocketAddr,
+    admin: Option<SocketAddr>,
+    issuer: SocketAddr,
+) -> Vec<Example> {
     let ca = ca.display();
     let base = format!("https://{gw}");
+    let token = |q: &str| format!("$(curl -s 'http://{issuer}/token?{q}')");
     let mut lines = vec![
-        (
-            "a public route, forwarded to the echo upstream (prefix stripped, X-Forwarded-* set)"
-                .to_owned(),
-            format!("curl --cacert {ca} '{base}/public/hello?greeting=hi'"),
-        ),
-        (
-            "the same over HTTP/2, with a spoofed identity header the gateway removes".to_owned(),
-            format!(
-                "curl --http2 --cacert {ca} -H 'X-Auth-Subject: mallory' '{base}/public/whoami'"
+        Example {
+            what: "a public route, forwarded to the echo upstream (prefix stripped, X-Forwarded-* set)",
+            command: format!("curl --cacert {ca} '{base}/public/hello?greeting=hi'"),
+            expect: 200,
+        },
+        Example {
+            what: "the same over HTTP/2, with a spoofed identity header the gateway removes",
+            command: format!("curl --http2 --cacert {ca} -H 'X-Auth-Subject: mallory' '{base}/public/whoami'"),
+            expect: 200,
+        },
+        Example {
+            what: "a token from the local issuer for a meeting creator of tenant acme: allowed, identity headers set",
+            command: format!(
+                "curl --cacert {ca} -H \"Authorization: Bearer {}\" '{base}/api/orgs/acme/meetings'",
+                token("sub=alice&roles=meeting-creators&tenant=acme")
             ),
-        ),
-        (
-            "a path capture route that only allows GET: DELETE is 405 with Allow".to_owned(),
-            format!("curl -i --cacert {ca} -X DELETE '{base}/api/items/42'"),
-        ),
-        (
-            "an encoded slash is refused before routing: 400".to_owned(),
-            format!("curl -i --cacert {ca} '{base}/public/..%2fadmin'"),
-        ),
-        (
-            "no route: 404 with a JSON error".to_owned(),
-            format!("curl -i --cacert {ca} '{base}/nowhere'"),
-        ),
+            expect: 200,
+        },
+        Example {
+            what: "a valid token without the meeting-creators role: 403 insufficient_role",
+            command: format!(
+                "curl -i --cacert {ca} -H \"Authorization: Bearer {}\" '{base}/api/orgs/acme/meetings'",
+                token("sub=bob&roles=viewers&tenant=acme")
+            ),
+            expect: 403,
+        },
+        Example {
+            what: "the right role for another tenant: 403 tenant_mismatch",
+            command: format!(
+                "curl -i --cacert {ca} -H \"Authorization: Bearer {}\" '{base}/api/orgs/acme/meetings'",
+                token("sub=carol&roles=meeting-creators&tenant=globex")
+            ),
+            expect: 403,
+        },
+        Example {
+            what: "no token: 401 with WWW-Authenticate",
+            command: format!("curl -i --cacert {ca} '{base}/api/orgs/acme/meetings'"),
+            expect: 401,
+        },
+        Example {
+            what: "a path capture route that only allows GET: DELETE is 405 with Allow",
+            command: format!("curl -i --cacert {ca} -X DELETE '{base}/api/items/42'"),
+            expect: 405,
+        },
+        Example {
+            what: "an encoded slash is refused before routing: 400",
+            command: format!("curl -i --cacert {ca} '{base}/public/..%2fadmin'"),
+            expect: 400,
+        },
+        Example {
+            what: "no route: 404 with a JSON error",
+            command: format!("curl -i --cacert {ca} '{base}/nowhere'"),
+            expect: 404,
+        },
     ];
     if let Some(admin) = admin {
-        lines.push((
-            "readiness on the admin listener".to_owned(),
-            format!("curl 'http://{admin}/readyz'"),
-        ));
+        lines.push(Example {
+            what: "readiness on the admin listener (names anything not ready)",
+            command: format!("curl 'http://{admin}/readyz'"),
+            expect: 200,
+        });
     }
     lines
+}
+
+/// A development OIDC issuer: a fresh P-256 key, discovery, JWKS, and
+/// `GET /token?sub=..&roles=a,b&tenant=..` answering a signed access token
+/// (audience `api://meetings`, valid one hour). For the demo only.
+pub struct DevIssuer {
+    url: String,
+    key: jsonwebtoken::EncodingKey,
+    jwk: serde_json::Value,
+}
+
+impl DevIssuer {
+    /// A new issuer at `url` with a freshly generated key.
+    pub fn new(url: String) -> anyhow::Result<Self> {
+        let pem = rcgen::KeyPair::generate()?.serialize_pem();
+        let key = jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes())?;
+        let mut jwk = serde_json::to_value(jsonwebtoken::jwk::Jwk::from_encoding_key(
+            &key,
+            jsonwebtoken::Algorithm::ES256,
+        )?)?;
+        jwk["kid"] = "demo-1".into();
+        jwk["use"] = "sig".into();
+        Ok(DevIssuer { url, key, jwk })
+    }
+
+    /// Serves the issuer on `listener`.
+    pub async fn serve(self, listener: TcpListener) {
+        let me = std::sync::Arc::new(self);
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let me = me.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<Incoming>| {
+                    let me = me.clone();
+                    async move { Ok::<_, hyper::Error>(me.answer(&req)) }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    }
+
+    fn answer<B>(&self, req: &Request<B>) -> Response<Full<Bytes>> {
+        let json = |v: serde_json::Value| {
+            let mut r = Response::new(Full::new(Bytes::from(v.to_string())));
+            r.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r
+        };
+        match req.uri().path() {
+            "/.well-known/openid-configuration" => json(serde_json::json!({
+                "issuer": self.url,
+                "jwks_uri": format!("{}/jwks", self.url),
+            })),
+            "/jwks" => json(serde_json::json!({ "keys": [self.jwk] })),
+            "/token" => {
+                let q: std::collections::HashMap<String, String> = req
+                    .uri()
+                    .query()
+                    .unwrap_or_default()
+                    .split('&')
+                    .filter_map(|kv| kv.split_once('='))
+                    .map(|(k, v)| {
+                        let v = percent_encoding::percent_decode_str(v).decode_utf8_lossy();
+                        (k.to_owned(), v.into_owned())
+                    })
+                    .collect();
+                Response::new(Full::new(Bytes::from(self.token(&q))))
+            }
+            _ => {
+                let mut r = Response::new(Full::new(Bytes::from_static(b"not found")));
+                *r.status_mut() = http::StatusCode::NOT_FOUND;
+                r
+            }
+        }
+    }
+
+    fn token(&self, q: &std::collections::HashMap<String, String>) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let roles: Vec<&str> = q
+            .get("roles")
+            .map(|r| r.split(',').filter(|s| !s.is_empty()).collect())
+            .unwrap_or_default();
+        let claims = serde_json::json!({
+            "iss": self.url,
+            "sub": q.get("sub").map_or("demo-user", String::as_str),
+            "aud": "api://meetings",
+            "iat": now,
+            "exp": now + 3600,
+            "groups": roles,
+            "org_id": q.get("tenant").map_or("acme", String::as_str),
+            "scope": "meetings:read meetings:write",
+        });
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.kid = Some("demo-1".to_owned());
+        jsonwebtoken::encode(&header, &claims, &self.key).unwrap_or_default()
+    }
 }
 
 /// A small upstream that answers every request with a JSON description of
