@@ -55,6 +55,15 @@ pub enum GatewayError {
         presented: bool,
     },
 
+    /// A webhook delivery failed verification (401, no `WWW-Authenticate`:
+    /// it is not a bearer challenge). The platform does not retry 4xx.
+    #[error("webhook rejected: {reason}")]
+    WebhookRejected { reason: &'static str },
+
+    /// The request body did not arrive in time (buffered bodies only).
+    #[error("request body timed out")]
+    RequestTimeout,
+
     /// Authenticated, but the route's rules refuse the caller (403).
     #[error("forbidden: {reason}")]
     Forbidden { reason: &'static str },
@@ -94,6 +103,8 @@ impl GatewayError {
             GatewayError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             GatewayError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            GatewayError::WebhookRejected { .. } => StatusCode::UNAUTHORIZED,
+            GatewayError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             GatewayError::Forbidden { .. } => StatusCode::FORBIDDEN,
             GatewayError::KeysUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::StageUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -112,6 +123,8 @@ impl GatewayError {
             GatewayError::HeadersTooLarge => "headers_too_large",
             GatewayError::PayloadTooLarge => "payload_too_large",
             GatewayError::Unauthorized { reason, .. } => reason,
+            GatewayError::WebhookRejected { reason } => reason,
+            GatewayError::RequestTimeout => "request_timeout",
             GatewayError::Forbidden { reason } => reason,
             GatewayError::KeysUnavailable { .. } => "keys_unavailable",
             GatewayError::StageUnavailable { .. } => "stage_unavailable",
@@ -134,6 +147,16 @@ impl GatewayError {
             }
             GatewayError::HeadersTooLarge => "the request head is too large".to_owned(),
             GatewayError::PayloadTooLarge => "the request body is too large".to_owned(),
+            GatewayError::WebhookRejected { reason } => match *reason {
+                "stale_timestamp" => {
+                    "the webhook timestamp is outside the accepted window".to_owned()
+                }
+                "missing_signature" => {
+                    "the webhook signature headers are missing or malformed".to_owned()
+                }
+                _ => "the webhook signature is not valid".to_owned(),
+            },
+            GatewayError::RequestTimeout => "the request body did not arrive in time".to_owned(),
             GatewayError::Unauthorized { reason, .. } => {
                 unauthorized_description(reason).to_owned()
             }
@@ -185,6 +208,8 @@ impl GatewayError {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("30"));
             }
             GatewayError::Forbidden { .. }
+            | GatewayError::WebhookRejected { .. }
+            | GatewayError::RequestTimeout
             | GatewayError::InvalidPath { .. }
             | GatewayError::BadRequest { .. }
             | GatewayError::NoRoute

@@ -13,6 +13,7 @@ pub mod error;
 pub mod jwks;
 pub mod net;
 pub mod pipeline;
+pub mod replay;
 pub mod secret;
 pub mod server;
 pub mod telemetry;
@@ -53,6 +54,8 @@ pub struct State {
     pub jwks: jwks::JwksRegistry,
     /// Verified bearer tokens (cleared when the configuration changes).
     pub tokens: pipeline::authn::jwt::TokenCache,
+    /// Delivered webhook events (outlive snapshots).
+    pub replay: Arc<dyn replay::ReplayStore>,
     config_path: PathBuf,
     env: Env,
 }
@@ -183,6 +186,7 @@ pub async fn start(config_path: &Path, env: Env) -> Result<Gateway, StartError> 
         snapshot: ArcSwap::from_pointee(snap),
         jwks,
         tokens,
+        replay: Arc::new(replay::MemoryReplayStore::default()),
         generation: AtomicU64::new(1),
         reloads_ok: AtomicU64::new(0),
         reloads_failed: AtomicU64::new(0),

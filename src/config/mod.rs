@@ -333,7 +333,6 @@ impl Snapshot {
             let stages = [
                 ("inject", !r.inject.is_empty()),
                 ("respond", r.respond.is_some()),
-                ("verify_webhook", r.verify_webhook.is_some()),
             ];
             for (key, used) in stages {
                 if used {

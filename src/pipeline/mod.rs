@@ -10,6 +10,7 @@ pub mod authn;
 pub mod authz;
 pub mod forward;
 pub mod route;
+pub mod webhook;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -94,6 +95,21 @@ async fn run(
     };
     *route_name = Some(route.name.clone());
 
+    // Verify: webhook routes buffer the body, check it, and may answer here.
+    if let Some(name) = &route.verify_webhook {
+        return webhook_route(
+            state,
+            snap,
+            req,
+            conn,
+            &route,
+            name,
+            &path,
+            authority.as_deref(),
+        )
+        .await;
+    }
+
     // Authenticate.
     let principal = match &route.authenticate {
         Authenticate::None => None,
@@ -168,11 +184,160 @@ async fn run(
     Ok(forward::into_response(resp))
 }
 
+/// A `verify_webhook` route: buffer (bounded), verify, answer Zoom's URL
+/// validation, skip delivered duplicates, forward the exact bytes.
+#[allow(clippy::too_many_arguments)]
+async fn webhook_route(
+    state: &State,
+    snap: &Snapshot,
+    req: Request<Incoming>,
+    conn: ConnInfo,
+    route: &Route,
+    name: &str,
+    path: &str,
+    authority: Option<&str>,
+) -> Result<Response<ResBody>, GatewayError> {
+    let settings = snap
+        .webhooks
+        .get(name)
+        .ok_or_else(|| GatewayError::StageUnavailable {
+            route: route.name.clone(),
+            stage: "verify_webhook",
+        })?;
+    let (parts, body) = req.into_parts();
+    let bytes = read_body(body, &parts.headers, &snap.limits).await?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let verified = webhook::verify(settings, &parts.headers, &bytes, now).map_err(|e| {
+        if let webhook::WebhookError::StaleTimestamp { age_secs } = e {
+            tracing::info!(
+                webhook = name,
+                age_secs,
+                "webhook refused: timestamp outside the window"
+            );
+        } else {
+            tracing::debug!(webhook = name, reason = e.reason(), "webhook refused");
+        }
+        GatewayError::WebhookRejected { reason: e.reason() }
+    })?;
+    let event: serde_json::Value =
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    let Some(obj) = event.as_object() else {
+        return Err(GatewayError::BadRequest {
+            code: "invalid_body",
+            description: "a webhook body must be a JSON object".to_owned(),
+        });
+    };
+    if settings.kind == crate::config::WebhookKind::Zoom
+        && obj.get("event").and_then(|e| e.as_str()) == Some("endpoint.url_validation")
+    {
+        let plain = obj
+            .get("payload")
+            .and_then(|p| p.get("plainToken"))
+            .and_then(|t| t.as_str())
+            .ok_or_else(|| GatewayError::BadRequest {
+                code: "invalid_body",
+                description: "endpoint.url_validation needs payload.plainToken".to_owned(),
+            })?;
+        let answer = webhook::url_validation_answer(&settings.secrets[verified.secret].0, plain);
+        let mut resp = Response::new(ResBody::full(answer));
+        resp.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        return Ok(resp);
+    }
+
+    let delivery = match &verified.dedup_key {
+        Some(key) => {
+            let key = format!("{name}:{key}");
+            match state.replay.claim(&key, settings.dedup).await {
+                crate::replay::Claim::Duplicate => {
+                    tracing::info!(webhook = name, "duplicate webhook event not forwarded");
+                    let mut resp = Response::new(ResBody::full(r#"{"status":"duplicate"}"#));
+                    resp.headers_mut().insert(
+                        http::header::CONTENT_TYPE,
+                        http::HeaderValue::from_static("application/json"),
+                    );
+                    return Ok(resp);
+                }
+                crate::replay::Claim::Fresh(d) => Some(d),
+            }
+        }
+        None => None,
+    };
+
+    let Some(upstream) = route.upstream.as_ref() else {
+        return Err(GatewayError::StageUnavailable {
+            route: route.name.clone(),
+            stage: "forward",
+        });
+    };
+    let verified_header = vec![(
+        http::HeaderName::from_static("x-webhook-verified"),
+        http::HeaderValue::from_str(name).map_err(|_| GatewayError::StageUnavailable {
+            route: route.name.clone(),
+            stage: "verify_webhook",
+        })?,
+    )];
+    let down = forward::Downstream {
+        client_addr: conn.remote,
+        proto: conn.proto,
+        host: authority,
+    };
+    let req = Request::from_parts(parts, ReqBody::full(bytes));
+    let upstream_path = route::upstream_path(path, route.strip_prefix.as_deref());
+    let resp = forward::forward(
+        route,
+        upstream,
+        req,
+        &upstream_path,
+        &down,
+        snap.limits.upstream_timeout,
+        false,
+        verified_header,
+    )
+    .await?;
+    if resp.status().is_success() {
+        if let Some(d) = delivery {
+            d.delivered();
+        }
+    }
+    Ok(forward::into_response(resp))
+}
+
+/// Reads a body the gateway must hold, refusing more than
+/// `max_body_bytes` (413) and bodies slower than the upstream timeout (408).
+async fn read_body(
+    body: Incoming,
+    headers: &http::HeaderMap,
+    limits: &crate::config::Limits,
+) -> Result<bytes::Bytes, GatewayError> {
+    use http_body_util::BodyExt;
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
+        return Err(GatewayError::PayloadTooLarge);
+    }
+    let limited = http_body_util::Limited::new(body, limits.max_body_bytes);
+    match tokio::time::timeout(limits.upstream_timeout, limited.collect()).await {
+        Err(_) => Err(GatewayError::RequestTimeout),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(GatewayError::PayloadTooLarge)
+        }
+        Ok(Err(_)) => Err(GatewayError::BadRequest {
+            code: "invalid_body",
+            description: "the request body could not be read".to_owned(),
+        }),
+    }
+}
+
 /// The first stage this route needs that this build does not run.
 fn missing_stage(route: &Route) -> Option<&'static str> {
-    if route.verify_webhook.is_some() {
-        return Some("verify_webhook");
-    }
     if !route.inject.is_empty() {
         return Some("inject");
     }
