@@ -123,6 +123,21 @@ pub fn examples(
             expect: 401,
         },
         Example {
+            what: "Zoom's URL validation, signed with the demo secret token: answered by the gateway",
+            command: format!(
+                "B='{{\"event\":\"endpoint.url_validation\",\"payload\":{{\"plainToken\":\"demo-plain-token\"}}}}'; TS=$(date +%s); \
+                 curl --cacert {ca} -H \"x-zm-request-timestamp: $TS\" \
+                 -H \"x-zm-signature: v0=$(printf 'v0:%s:%s' \"$TS\" \"$B\" | openssl dgst -sha256 -hmac demo-webhook-secret | sed 's/^.*= //')\" \
+                 -d \"$B\" '{base}/webhooks/zoom'"
+            ),
+            expect: 200,
+        },
+        Example {
+            what: "an unsigned webhook never reaches the app: 401",
+            command: format!("curl -i --cacert {ca} -d '{{\"event\":\"meeting.started\"}}' '{base}/webhooks/zoom'"),
+            expect: 401,
+        },
+        Example {
             what: "a path capture route that only allows GET: DELETE is 405 with Allow",
             command: format!("curl -i --cacert {ca} -X DELETE '{base}/api/items/42'"),
             expect: 405,

@@ -5,7 +5,7 @@
 mod common;
 
 use std::io::BufRead;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -13,25 +13,6 @@ use std::time::Duration;
 use base64::Engine as _;
 use common::*;
 use http::StatusCode;
-
-fn interop_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
-}
-
-/// Installs the pinned npm packages when they are missing.
-fn ensure_node_modules() {
-    let dir = interop_dir();
-    if dir.join("node_modules/oidc-provider").exists() {
-        return;
-    }
-    let ok = Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund"])
-        .current_dir(&dir)
-        .status()
-        .expect("npm is needed for the interop tests (Node.js 20+)")
-        .success();
-    assert!(ok, "npm ci in tests/interop failed");
-}
 
 struct Provider {
     child: Child,

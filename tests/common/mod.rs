@@ -439,3 +439,30 @@ impl Drop for BinaryGateway {
     }
 }
 pub mod issuer;
+
+/// `tests/interop`: pinned independent implementations (npm).
+pub fn interop_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
+}
+
+/// Installs the pinned npm packages when any is missing (one test binary at
+/// a time runs `npm ci`; the lock file pins versions).
+pub fn ensure_node_modules() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let dir = interop_dir();
+        let present = ["oidc-provider", "standardwebhooks"]
+            .iter()
+            .all(|p| dir.join("node_modules").join(p).exists());
+        if present {
+            return;
+        }
+        let ok = std::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .status()
+            .expect("npm is needed for the interop tests (Node.js 20+)")
+            .success();
+        assert!(ok, "npm ci in tests/interop failed");
+    });
+}
