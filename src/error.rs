@@ -68,6 +68,11 @@ pub enum GatewayError {
     #[error("forbidden: {reason}")]
     Forbidden { reason: &'static str },
 
+    /// A credential to inject could not be obtained (token endpoint down
+    /// or refusing the client): 503 so callers retry.
+    #[error("credential {credential} is unavailable")]
+    CredentialUnavailable { credential: String },
+
     /// The identity's signing keys are not available (never fetched, or
     /// older than `jwks_max_stale_secs`): 503, not 401, so clients retry.
     #[error("no usable signing keys for identity {identity}")]
@@ -107,6 +112,7 @@ impl GatewayError {
             GatewayError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             GatewayError::Forbidden { .. } => StatusCode::FORBIDDEN,
             GatewayError::KeysUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::CredentialUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::StageUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::UpstreamFailed { .. } => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -127,6 +133,7 @@ impl GatewayError {
             GatewayError::RequestTimeout => "request_timeout",
             GatewayError::Forbidden { reason } => reason,
             GatewayError::KeysUnavailable { .. } => "keys_unavailable",
+            GatewayError::CredentialUnavailable { .. } => "credential_unavailable",
             GatewayError::StageUnavailable { .. } => "stage_unavailable",
             GatewayError::UpstreamFailed { .. } => "upstream_unavailable",
             GatewayError::UpstreamTimeout { .. } => "upstream_timeout",
@@ -166,6 +173,9 @@ impl GatewayError {
             GatewayError::KeysUnavailable { .. } => {
                 "the identity provider's signing keys are not available; retry later".to_owned()
             }
+            GatewayError::CredentialUnavailable { .. } => {
+                "a credential for the upstream service is not available; retry later".to_owned()
+            }
             GatewayError::StageUnavailable { .. } => {
                 "this route is not available on this gateway".to_owned()
             }
@@ -201,7 +211,7 @@ impl GatewayError {
                 };
                 headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(v));
             }
-            GatewayError::KeysUnavailable { .. } => {
+            GatewayError::KeysUnavailable { .. } | GatewayError::CredentialUnavailable { .. } => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("5"));
             }
             GatewayError::StageUnavailable { .. } => {

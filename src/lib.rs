@@ -8,6 +8,7 @@
 pub mod body;
 pub mod cli;
 pub mod config;
+pub mod credentials;
 pub mod demo;
 pub mod error;
 pub mod jwks;
@@ -54,6 +55,8 @@ pub struct State {
     pub jwks: jwks::JwksRegistry,
     /// Verified bearer tokens (cleared when the configuration changes).
     pub tokens: pipeline::authn::jwt::TokenCache,
+    /// Fetched credentials' token sources (outlive snapshots).
+    pub credentials: credentials::oauth::CredentialRegistry,
     /// Delivered webhook events (outlive snapshots).
     pub replay: Arc<dyn replay::ReplayStore>,
     config_path: PathBuf,
@@ -72,6 +75,7 @@ impl State {
         match load_runnable(&self.config_path, &self.env) {
             Ok(mut snap) => {
                 snap.identity_keys = self.jwks.sync(&snap);
+                snap.credential_sources = self.credentials.sync(&snap);
                 // Audiences, algorithms or claims mapping may have changed.
                 self.tokens.clear();
                 let old = self.snapshot.load();
@@ -182,7 +186,12 @@ pub async fn start(config_path: &Path, env: Env) -> Result<Gateway, StartError> 
     );
 
     snap.identity_keys = jwks.sync(&snap);
+    let credentials = credentials::oauth::CredentialRegistry::new(Arc::new(
+        credentials::oauth::MemoryTokenStore::default(),
+    ));
+    snap.credential_sources = credentials.sync(&snap);
     let state = Arc::new(State {
+        credentials,
         snapshot: ArcSwap::from_pointee(snap),
         jwks,
         tokens,

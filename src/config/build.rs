@@ -355,6 +355,7 @@ impl Builder<'_, '_> {
             warnings: Vec::new(),
             outbound: clients.default(),
             identity_keys: Default::default(),
+            credential_sources: Default::default(),
         })
     }
 

@@ -71,6 +71,10 @@ pub struct Snapshot {
     /// Signing keys per identity name; attached when the snapshot is put in
     /// service (they live outside it and survive reloads).
     pub identity_keys: std::collections::HashMap<String, Arc<crate::jwks::IssuerKeys>>,
+    /// Token sources of fetched credentials by name; attached like
+    /// `identity_keys`.
+    pub credential_sources:
+        std::collections::HashMap<String, Arc<crate::credentials::oauth::TokenSource>>,
 }
 
 impl fmt::Debug for Snapshot {
@@ -324,25 +328,11 @@ pub struct Respond {
 }
 
 impl Snapshot {
-    /// Parts of this configuration that need a stage this build does not run
-    /// yet. The gateway refuses to start (or to apply a reload) while this is
+    /// Parts of this configuration that need a feature this build does not
+    /// run yet (today: the shared `[cluster]` store). The gateway refuses to start (or to apply a reload) while this is
     /// non-empty, so such a route can never pass traffic unchecked.
     pub fn unsupported_stages(&self) -> Vec<String> {
         let mut out = Vec::new();
-        for r in &self.routes {
-            let stages = [
-                ("inject", !r.inject.is_empty()),
-                ("respond", r.respond.is_some()),
-            ];
-            for (key, used) in stages {
-                if used {
-                    out.push(format!(
-                        "route \"{}\": `{key}` is not available in this build",
-                        r.name
-                    ));
-                }
-            }
-        }
         if self.cluster.is_some() {
             out.push("`[cluster]` (shared Redis store) is not available in this build".to_owned());
         }

@@ -9,6 +9,7 @@
 pub mod authn;
 pub mod authz;
 pub mod forward;
+pub mod inject;
 pub mod route;
 pub mod webhook;
 
@@ -135,18 +136,42 @@ async fn run(
         })?;
         authz::check(rules, p, &captures)?;
     }
-    let identity_headers = match &principal {
+    let mut identity_headers = match &principal {
         Some(p) => authn::identity_headers(p, &route)?,
         None => Vec::new(),
     };
 
-    // Inject / respond / verify: not in this build; fail closed.
-    if let Some(stage) = missing_stage(&route) {
-        return Err(GatewayError::StageUnavailable {
-            route: route.name.clone(),
-            stage,
-        });
+    // Respond: the gateway answers (signature requests).
+    if let Some(resp) = &route.respond {
+        let (parts, body) = req.into_parts();
+        let bytes = read_body(body, &parts.headers, &snap.limits).await?;
+        let (answer, credential, role) =
+            inject::respond(resp, snap, principal.as_deref(), &captures, &bytes)?;
+        tracing::info!(route = %route.name, credential, granted_role = role, "credential minted for the caller");
+        return Ok(answer);
     }
+
+    // Inject: minted or fetched credentials for the upstream.
+    let query = req.uri().query().map(str::to_owned);
+    let injected = inject::inject(
+        &route,
+        snap,
+        principal.as_deref(),
+        &captures,
+        query.as_deref(),
+    )
+    .await?;
+    // A request without a body can be sent again if the upstream rejects a
+    // fetched token (BEHAVIOUR.md item 30).
+    let retry = (!injected.fetched.is_empty() && is_bodiless(&req)).then(|| {
+        let mut r = Request::new(());
+        *r.method_mut() = req.method().clone();
+        *r.uri_mut() = req.uri().clone();
+        *r.version_mut() = req.version();
+        *r.headers_mut() = req.headers().clone();
+        r
+    });
+    identity_headers.extend(injected.headers.iter().cloned());
 
     // Forward.
     let Some(upstream) = route.upstream.as_ref() else {
@@ -164,6 +189,7 @@ async fn run(
         host: authority.as_deref(),
     };
     let req = req.map(|inner| ReqBody::Stream { inner });
+    let base_headers = retry.is_some().then(|| identity_headers.clone());
     let mut resp = forward::forward(
         &route,
         upstream,
@@ -175,6 +201,38 @@ async fn run(
         identity_headers,
     )
     .await?;
+    if resp.status() == StatusCode::UNAUTHORIZED && !injected.fetched.is_empty() {
+        // The upstream rejected a fetched token: never send it again.
+        for (source, value) in &injected.fetched {
+            source.invalidate(secrecy::ExposeSecret::expose_secret(value));
+        }
+        if let (Some(again), Some(mut headers)) = (retry, base_headers) {
+            tracing::info!(route = %route.name, "upstream refused the token; retrying once with a new one");
+            let fresh = inject::inject(
+                &route,
+                snap,
+                principal.as_deref(),
+                &captures,
+                query.as_deref(),
+            )
+            .await?;
+            // Replace the injected headers with the fresh ones.
+            headers.retain(|(n, _)| !fresh.headers.iter().any(|(f, _)| f == n));
+            headers.extend(fresh.headers);
+            let req = again.map(|()| ReqBody::full(bytes::Bytes::new()));
+            resp = forward::forward(
+                &route,
+                upstream,
+                req,
+                &upstream_path,
+                &down,
+                snap.limits.upstream_timeout,
+                false,
+                headers,
+            )
+            .await?;
+        }
+    }
     if let Some(client_upgrade) = client_upgrade {
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             let upstream_upgrade = hyper::upgrade::on(&mut resp);
@@ -336,15 +394,18 @@ async fn read_body(
     }
 }
 
-/// The first stage this route needs that this build does not run.
-fn missing_stage(route: &Route) -> Option<&'static str> {
-    if !route.inject.is_empty() {
-        return Some("inject");
-    }
-    if route.respond.is_some() {
-        return Some("respond");
-    }
-    None
+/// GET, HEAD, OPTIONS or DELETE without a body: safe to send twice.
+fn is_bodiless<B>(req: &Request<B>) -> bool {
+    use http::Method;
+    let method_ok = matches!(
+        *req.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::DELETE
+    );
+    let h = req.headers();
+    let no_body = !h.contains_key(http::header::TRANSFER_ENCODING)
+        && h.get(http::header::CONTENT_LENGTH)
+            .is_none_or(|v| v.as_bytes() == b"0");
+    method_ok && no_body
 }
 
 /// The authority the client addressed: `:authority` (HTTP/2, absolute-form)

@@ -57,6 +57,11 @@ fn answer<B>(state: &State, req: &Request<B>) -> Response<ResBody> {
                     not_ready.push(format!("identity {name}: no usable signing keys"));
                 }
             }
+            for (name, source) in &snap.credential_sources {
+                if !source.obtained.load(Ordering::SeqCst) {
+                    not_ready.push(format!("credential {name}: no token obtained yet"));
+                }
+            }
             not_ready.sort();
             let ready = not_ready.is_empty();
             let body = serde_json::json!({

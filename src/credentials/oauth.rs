@@ -1,0 +1,637 @@
+//! Fetched credentials: Zoom Server-to-Server OAuth (spec section 4) and any
+//! OAuth 2.0 client-credentials endpoint.
+//!
+//! One [`TokenSource`] per credential:
+//! - a background task fetches at start and again at
+//!   `fetched_at + expires_in - refresh_before_secs`, so requests never wait
+//!   once warm;
+//! - fetches are single-flight (one lock, re-checked after acquiring it): any
+//!   number of concurrent cold-start requests cause exactly one token request;
+//! - failures back off with jitter (5xx and network errors from 1 s, a
+//!   refused client — `invalid_client`, `unsupported_grant_type` — is a
+//!   configuration error retried only every few minutes), and while backing
+//!   off, requests get 503 `credential_unavailable` at once instead of piling
+//!   onto the token endpoint;
+//! - [`TokenSource::invalidate`] drops a token an upstream rejected.
+//!
+//! Tokens live in a [`TokenStore`] (in-process by default) keyed by a hash of
+//! the credential's settings, never by a secret.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use bytes::Bytes;
+use http::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
+use http::{Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Limited};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+
+use crate::body::ReqBody;
+use crate::config::{ClientAuth, CredentialKind, CredentialSettings};
+use crate::pipeline::forward::UpstreamClient;
+
+/// Bound on one token request.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Backoff bounds for transient failures.
+const BACKOFF_MIN: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// Retry interval after the token endpoint refused the client itself.
+const CONFIG_ERROR_RETRY: Duration = Duration::from_secs(300);
+/// Lifetime assumed when a token response has no `expires_in`.
+const DEFAULT_EXPIRES_IN: u64 = 300;
+
+/// A fetched access token.
+pub struct CachedToken {
+    pub value: SecretString,
+    /// Unix seconds after which the token must not be used.
+    pub expires_at: u64,
+    /// Unix seconds at which the background task replaces it.
+    pub refresh_at: u64,
+}
+
+impl std::fmt::Debug for CachedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachedToken")
+            .field("expires_at", &self.expires_at)
+            .field("refresh_at", &self.refresh_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where fetched tokens are kept (shared by replicas in a later store).
+pub trait TokenStore: Send + Sync {
+    fn get(&self, key: &str) -> Option<Arc<CachedToken>>;
+    fn put(&self, key: &str, token: Arc<CachedToken>);
+    /// Removes the token under `key` if it is still `value`.
+    fn remove_if(&self, key: &str, value: &str);
+}
+
+/// The in-process token store.
+#[derive(Default)]
+pub struct MemoryTokenStore {
+    tokens: Mutex<HashMap<String, Arc<CachedToken>>>,
+}
+
+impl TokenStore for MemoryTokenStore {
+    fn get(&self, key: &str) -> Option<Arc<CachedToken>> {
+        self.tokens
+            .lock()
+            .expect("token store lock")
+            .get(key)
+            .cloned()
+    }
+
+    fn put(&self, key: &str, token: Arc<CachedToken>) {
+        self.tokens
+            .lock()
+            .expect("token store lock")
+            .insert(key.to_owned(), token);
+    }
+
+    fn remove_if(&self, key: &str, value: &str) {
+        let mut tokens = self.tokens.lock().expect("token store lock");
+        if tokens.get(key).is_some_and(|t| {
+            crate::secret::constant_time_eq(t.value.expose_secret().as_bytes(), value.as_bytes())
+        }) {
+            tokens.remove(key);
+        }
+    }
+}
+
+/// Why no token could be had.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("token request to {url} failed")]
+    Request {
+        url: String,
+        #[source]
+        source: hyper_util::client::legacy::Error,
+    },
+    #[error("token request to {url} timed out")]
+    Timeout { url: String },
+    #[error("token endpoint {url} answered {status}")]
+    Status { url: String, status: StatusCode },
+    /// The endpoint refused the client: wrong or rotated credentials, or
+    /// credentials of another app type. A configuration error.
+    #[error("token endpoint {url} refused the client: {error} (check the credential's client id, secret and type)")]
+    Refused { url: String, error: String },
+    #[error("token endpoint {url} sent an unusable answer: {reason}")]
+    Invalid { url: String, reason: String },
+    #[error("no token yet; the last attempt failed and the next one is scheduled")]
+    CoolingDown,
+}
+
+impl FetchError {
+    fn is_config_error(&self) -> bool {
+        matches!(self, FetchError::Refused { .. })
+    }
+}
+
+/// The token request for a fetched credential: URL, headers and form body
+/// (spec section 4: POST, `Authorization: Basic`, parameters in the body).
+pub fn token_request(
+    kind: &CredentialKind,
+) -> Option<(Uri, Vec<(http::HeaderName, HeaderValue)>, String)> {
+    let basic = |id: &str, secret: &SecretString| {
+        let v = format!(
+            "Basic {}",
+            STANDARD.encode(format!("{id}:{}", secret.expose_secret()))
+        );
+        let mut v = HeaderValue::from_str(&v).ok()?;
+        v.set_sensitive(true);
+        Some(v)
+    };
+    let form = HeaderValue::from_static("application/x-www-form-urlencoded");
+    match kind {
+        CredentialKind::ZoomS2sOAuth {
+            account_id,
+            client_id,
+            client_secret,
+            token_url,
+            ..
+        } => {
+            let body = form_urlencoded::Serializer::new(String::new())
+                .append_pair("grant_type", "account_credentials")
+                .append_pair("account_id", account_id)
+                .finish();
+            let headers = vec![
+                (AUTHORIZATION, basic(client_id, client_secret)?),
+                (CONTENT_TYPE, form),
+            ];
+            Some((token_url.clone(), headers, body))
+        }
+        CredentialKind::OAuthClientCredentials {
+            token_url,
+            client_id,
+            client_secret,
+            scope,
+            audience,
+            client_auth,
+            ..
+        } => {
+            let mut ser = form_urlencoded::Serializer::new(String::new());
+            ser.append_pair("grant_type", "client_credentials");
+            if let Some(s) = scope {
+                ser.append_pair("scope", s);
+            }
+            if let Some(a) = audience {
+                ser.append_pair("audience", a);
+            }
+            let mut headers = vec![(CONTENT_TYPE, form)];
+            match client_auth {
+                ClientAuth::Basic => {
+                    headers.push((AUTHORIZATION, basic(client_id, client_secret)?))
+                }
+                ClientAuth::Post => {
+                    ser.append_pair("client_id", client_id);
+                    ser.append_pair("client_secret", client_secret.expose_secret());
+                }
+            }
+            Some((token_url.clone(), headers, ser.finish()))
+        }
+        _ => None,
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A random factor in 0.8..1.2 for backoff jitter.
+fn jitter(d: Duration) -> Duration {
+    let r = (uuid::Uuid::new_v4().as_u128() % 400) as u32;
+    d * (800 + r) / 1000
+}
+
+/// When to refresh a token fetched at `fetched_at` living `expires_in`
+/// seconds: `refresh_before` seconds ahead of expiry (no minimum lifetime:
+/// 63 s with a 60 s margin refreshes after 3 s); a token shorter than the
+/// margin is refreshed half-way.
+pub fn refresh_at(fetched_at: u64, expires_in: u64, refresh_before: u64) -> u64 {
+    let ahead = if expires_in > refresh_before {
+        expires_in - refresh_before
+    } else {
+        expires_in / 2
+    };
+    fetched_at + ahead
+}
+
+/// One fetched credential.
+pub struct TokenSource {
+    pub name: String,
+    kind: Arc<CredentialSettings>,
+    key: String,
+    client: UpstreamClient,
+    store: Arc<dyn TokenStore>,
+    fetch_lock: tokio::sync::Mutex<()>,
+    /// Until when requests do not trigger a fetch (after a failure).
+    cooldown_until: Mutex<Option<Instant>>,
+    /// Set once a token was obtained (readiness).
+    pub obtained: AtomicBool,
+    /// Token requests made, successful and failed.
+    pub fetches_ok: AtomicU64,
+    pub fetches_failed: AtomicU64,
+}
+
+impl TokenSource {
+    fn new(
+        settings: Arc<CredentialSettings>,
+        client: UpstreamClient,
+        store: Arc<dyn TokenStore>,
+    ) -> Self {
+        TokenSource {
+            name: settings.name.clone(),
+            key: settings_key(&settings.kind),
+            kind: settings,
+            client,
+            store,
+            fetch_lock: tokio::sync::Mutex::new(()),
+            cooldown_until: Mutex::new(None),
+            obtained: AtomicBool::new(false),
+            fetches_ok: AtomicU64::new(0),
+            fetches_failed: AtomicU64::new(0),
+        }
+    }
+
+    fn refresh_before(&self) -> u64 {
+        match &self.kind.kind {
+            CredentialKind::ZoomS2sOAuth { refresh_before, .. }
+            | CredentialKind::OAuthClientCredentials { refresh_before, .. } => {
+                refresh_before.as_secs()
+            }
+            _ => 60,
+        }
+    }
+
+    fn current(&self) -> Option<Arc<CachedToken>> {
+        self.store
+            .get(&self.key)
+            .filter(|t| now_secs() < t.expires_at)
+    }
+
+    /// A valid token: cached, or fetched once for all concurrent callers.
+    pub async fn token(&self) -> Result<Arc<CachedToken>, FetchError> {
+        if let Some(t) = self.current() {
+            return Ok(t);
+        }
+        let cooling = self
+            .cooldown_until
+            .lock()
+            .expect("cooldown lock")
+            .is_some_and(|u| Instant::now() < u);
+        if cooling {
+            return Err(FetchError::CoolingDown);
+        }
+        self.fetch_shared().await
+    }
+
+    /// Fetches under the lock unless someone else just did.
+    async fn fetch_shared(&self) -> Result<Arc<CachedToken>, FetchError> {
+        let _guard = self.fetch_lock.lock().await;
+        // Someone fetched while we waited for the lock.
+        if let Some(t) = self.current() {
+            return Ok(t);
+        }
+        self.fetch().await
+    }
+
+    /// Drops `value` if it is still the cached token (an upstream rejected
+    /// it), so the next caller fetches a new one.
+    pub fn invalidate(&self, value: &str) {
+        self.store.remove_if(&self.key, value);
+    }
+
+    async fn fetch(&self) -> Result<Arc<CachedToken>, FetchError> {
+        let (uri, headers, body) =
+            token_request(&self.kind.kind).ok_or_else(|| FetchError::Invalid {
+                url: String::new(),
+                reason: "not a fetched credential".to_owned(),
+            })?;
+        let url = uri.to_string();
+        let mut req = Request::builder()
+            .method(Method::POST)
+            .uri(uri)
+            .header(ACCEPT, "application/json")
+            .header(USER_AGENT, concat!("meetgate/", env!("CARGO_PKG_VERSION")));
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        let req = req
+            .body(ReqBody::full(Bytes::from(body)))
+            .map_err(|e| FetchError::Invalid {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?;
+        let fetched_at = now_secs();
+        let result = async {
+            let resp = tokio::time::timeout(FETCH_TIMEOUT, self.client.request(req))
+                .await
+                .map_err(|_| FetchError::Timeout { url: url.clone() })?
+                .map_err(|source| FetchError::Request {
+                    url: url.clone(),
+                    source,
+                })?;
+            let status = resp.status();
+            let bytes = tokio::time::timeout(
+                FETCH_TIMEOUT,
+                Limited::new(resp.into_body(), 64 * 1024).collect(),
+            )
+            .await
+            .map_err(|_| FetchError::Timeout { url: url.clone() })?
+            .map_err(|_| FetchError::Invalid {
+                url: url.clone(),
+                reason: "unreadable or oversized body".to_owned(),
+            })?
+            .to_bytes();
+            let json: serde_json::Value =
+                serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+            if status.is_client_error() {
+                // 400 invalid_client / unsupported_grant_type, 401: the client
+                // itself is refused. Only the error code is kept (no body).
+                let error = json
+                    .get("error")
+                    .and_then(|e| e.as_str())
+                    .map(|e| {
+                        e.chars()
+                            .filter(|c| c.is_ascii_graphic())
+                            .take(64)
+                            .collect()
+                    })
+                    .unwrap_or_else(|| status.to_string());
+                return Err(FetchError::Refused {
+                    url: url.clone(),
+                    error,
+                });
+            }
+            if !status.is_success() {
+                return Err(FetchError::Status {
+                    url: url.clone(),
+                    status,
+                });
+            }
+            let access = json
+                .get("access_token")
+                .and_then(|t| t.as_str())
+                .filter(|t| !t.is_empty() && HeaderValue::from_str(&format!("Bearer {t}")).is_ok())
+                .ok_or_else(|| FetchError::Invalid {
+                    url: url.clone(),
+                    reason: "no usable access_token".to_owned(),
+                })?;
+            let expires_in = json
+                .get("expires_in")
+                .and_then(|e| {
+                    e.as_u64()
+                        .or_else(|| e.as_str().and_then(|s| s.parse().ok()))
+                })
+                .unwrap_or(DEFAULT_EXPIRES_IN);
+            Ok(Arc::new(CachedToken {
+                value: SecretString::from(access.to_owned()),
+                expires_at: fetched_at + expires_in,
+                refresh_at: refresh_at(fetched_at, expires_in, self.refresh_before()),
+            }))
+        }
+        .await;
+        match result {
+            Ok(token) => {
+                self.fetches_ok.fetch_add(1, Ordering::SeqCst);
+                self.store.put(&self.key, token.clone());
+                self.obtained.store(true, Ordering::SeqCst);
+                *self.cooldown_until.lock().expect("cooldown lock") = None;
+                tracing::debug!(credential = %self.name, expires_at = token.expires_at, "token fetched");
+                Ok(token)
+            }
+            Err(e) => {
+                self.fetches_failed.fetch_add(1, Ordering::SeqCst);
+                Err(e)
+            }
+        }
+    }
+
+    /// Keeps a fresh token in the store: fetch at start, then before each
+    /// expiry; back off with jitter on failures.
+    async fn refresh_loop(self: Arc<Self>) {
+        let mut backoff = BACKOFF_MIN;
+        loop {
+            let result = {
+                let _guard = self.fetch_lock.lock().await;
+                match self.store.get(&self.key) {
+                    // Another replica or a request refreshed it already.
+                    Some(t) if t.refresh_at > now_secs() => Ok(t),
+                    _ => self.fetch().await,
+                }
+            };
+            let delay = match result {
+                Ok(t) => {
+                    backoff = BACKOFF_MIN;
+                    Duration::from_secs(t.refresh_at.saturating_sub(now_secs()).max(1))
+                }
+                Err(e) => {
+                    let delay = if e.is_config_error() {
+                        tracing::error!(credential = %self.name, error = %crate::error_chain(&e), retry_in_secs = CONFIG_ERROR_RETRY.as_secs(), "credential configuration error: the token endpoint refused the client");
+                        CONFIG_ERROR_RETRY
+                    } else {
+                        let d = jitter(backoff);
+                        tracing::warn!(credential = %self.name, error = %crate::error_chain(&e), retry_in_ms = d.as_millis() as u64, "token fetch failed");
+                        backoff = (backoff * 2).min(BACKOFF_MAX);
+                        d
+                    };
+                    *self.cooldown_until.lock().expect("cooldown lock") =
+                        Some(Instant::now() + delay.min(BACKOFF_MAX));
+                    delay
+                }
+            };
+            tokio::time::sleep(delay).await;
+        }
+    }
+}
+
+/// A stable key for a credential's settings: a hash, so the secret itself is
+/// never a key.
+fn settings_key(kind: &CredentialKind) -> String {
+    let mut h = Sha256::new();
+    if let Some((uri, headers, body)) = token_request(kind) {
+        h.update(uri.to_string());
+        for (k, v) in headers {
+            h.update(k.as_str());
+            h.update(v.as_bytes());
+        }
+        h.update(body);
+    }
+    hex::encode(&h.finalize()[..16])
+}
+
+/// Every fetched credential's token source, kept across reloads.
+pub struct CredentialRegistry {
+    store: Arc<dyn TokenStore>,
+    entries: Mutex<HashMap<String, (Arc<TokenSource>, tokio::task::AbortHandle)>>,
+}
+
+impl CredentialRegistry {
+    /// A registry over `store`.
+    pub fn new(store: Arc<dyn TokenStore>) -> Self {
+        CredentialRegistry {
+            store,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Token sources for the snapshot's fetched credentials (name → source),
+    /// starting refresh tasks for new or changed ones and stopping the rest.
+    pub fn sync(&self, snap: &crate::config::Snapshot) -> HashMap<String, Arc<TokenSource>> {
+        let mut entries = self.entries.lock().expect("credential registry lock");
+        let mut out = HashMap::new();
+        let mut keep = std::collections::HashSet::new();
+        for (name, settings) in &snap.credentials {
+            if token_request(&settings.kind).is_none() {
+                continue;
+            }
+            let key = format!("{name}:{}", settings_key(&settings.kind));
+            keep.insert(key.clone());
+            let (source, _) = entries.entry(key).or_insert_with(|| {
+                let source = Arc::new(TokenSource::new(
+                    settings.clone(),
+                    snap.outbound.clone(),
+                    self.store.clone(),
+                ));
+                let task = tokio::spawn(source.clone().refresh_loop());
+                (source, task.abort_handle())
+            });
+            out.insert(name.clone(), source.clone());
+        }
+        entries.retain(|k, (_, task)| {
+            let kept = keep.contains(k);
+            if !kept {
+                task.abort();
+            }
+            kept
+        });
+        out
+    }
+}
+
+impl Drop for CredentialRegistry {
+    fn drop(&mut self) {
+        if let Ok(entries) = self.entries.lock() {
+            for (_, task) in entries.values() {
+                task.abort();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn vector(name: &str) -> Value {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/spec/vectors.json"
+        ))
+        .unwrap();
+        let all: Value = serde_json::from_str(&text).unwrap();
+        all["vectors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == name)
+            .unwrap()
+            .clone()
+    }
+
+    #[test]
+    fn s2s_token_request_vector() {
+        let v = vector("zoom_s2s_oauth_token_request");
+        let i = &v["inputs"];
+        let kind = CredentialKind::ZoomS2sOAuth {
+            account_id: i["account_id"].as_str().unwrap().into(),
+            client_id: i["client_id"].as_str().unwrap().into(),
+            client_secret: i["client_secret"].as_str().unwrap().to_owned().into(),
+            token_url: "https://zoom.us/oauth/token".parse().unwrap(),
+            refresh_before: Duration::from_secs(60),
+        };
+        let (uri, headers, body) = token_request(&kind).unwrap();
+        let e = &v["expected"];
+        assert_eq!(uri.path(), e["url_path"]);
+        assert_eq!(body, e["body"]);
+        let get = |n: http::HeaderName| {
+            headers
+                .iter()
+                .find(|(k, _)| *k == n)
+                .unwrap()
+                .1
+                .to_str()
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(get(AUTHORIZATION), e["authorization_header"]);
+        assert_eq!(get(CONTENT_TYPE), e["content_type"]);
+        assert!(headers
+            .iter()
+            .find(|(k, _)| *k == AUTHORIZATION)
+            .unwrap()
+            .1
+            .is_sensitive());
+    }
+
+    #[test]
+    fn cache_window_vector_and_no_minimum_lifetime() {
+        let v = vector("zoom_s2s_oauth_cache_window");
+        let fetched = v["inputs"]["fetched_at_unix"].as_u64().unwrap();
+        let resp: Value =
+            serde_json::from_str(v["inputs"]["response_json"].as_str().unwrap()).unwrap();
+        let expires_in = resp["expires_in"].as_u64().unwrap();
+        let margin = v["inputs"]["refresh_margin_seconds"].as_u64().unwrap();
+        assert_eq!(
+            fetched + expires_in,
+            v["expected"]["expires_at_unix"].as_u64().unwrap()
+        );
+        assert_eq!(
+            refresh_at(fetched, expires_in, margin),
+            v["expected"]["refresh_after_unix"].as_u64().unwrap()
+        );
+        assert_eq!(refresh_at(1000, 63, 60), 1003, "BEHAVIOUR.md item 29");
+        assert_eq!(
+            refresh_at(1000, 30, 60),
+            1015,
+            "shorter than the margin: half-way"
+        );
+    }
+
+    #[test]
+    fn client_credentials_post_puts_the_client_in_the_body() {
+        let kind = CredentialKind::OAuthClientCredentials {
+            token_url: "https://idp.example/token".parse().unwrap(),
+            client_id: "cid".into(),
+            client_secret: "s3cr3t&=".to_owned().into(),
+            scope: Some("a b".into()),
+            audience: Some("https://api.example".into()),
+            client_auth: ClientAuth::Post,
+            refresh_before: Duration::from_secs(60),
+        };
+        let (_, headers, body) = token_request(&kind).unwrap();
+        assert!(headers.iter().all(|(k, _)| *k != AUTHORIZATION));
+        assert_eq!(
+            body,
+            "grant_type=client_credentials&scope=a+b&audience=https%3A%2F%2Fapi.example&client_id=cid&client_secret=s3cr3t%26%3D"
+        );
+    }
+
+    #[test]
+    fn cached_token_debug_hides_the_value() {
+        let t = CachedToken {
+            value: SecretString::from("tok-secret-value".to_owned()),
+            expires_at: 1,
+            refresh_at: 1,
+        };
+        assert!(!format!("{t:?}").contains("tok-secret-value"));
+    }
+}

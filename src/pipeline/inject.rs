@@ -1,0 +1,329 @@
+//! Inject and respond: mint or fetch credentials for the upstream request,
+//! or answer a signature request at the gateway.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
+use http::Response;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::authn::Principal;
+use super::route::Captures;
+use crate::body::ResBody;
+use crate::config::{CredentialKind, Inject, Respond, Route, Snapshot};
+use crate::credentials::mint::{
+    self, cut_chars, valid_meeting_number, MAX_SESSION_KEY, MAX_SESSION_NAME, MAX_USER_IDENTITY,
+};
+use crate::credentials::oauth::TokenSource;
+use crate::credentials::{granted_role, now_secs};
+use crate::error::GatewayError;
+
+/// What `inject` produced for one request.
+#[derive(Default)]
+pub struct Injected {
+    /// Headers to set on the upstream request (values marked sensitive).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Fetched tokens used, to drop if the upstream rejects them.
+    pub fetched: Vec<(Arc<TokenSource>, SecretString)>,
+    /// Minted credentials and the role granted (for the audit trail).
+    pub minted: Vec<(String, Option<u8>)>,
+}
+
+fn bad(code: &'static str, description: &str) -> GatewayError {
+    GatewayError::BadRequest {
+        code,
+        description: description.to_owned(),
+    }
+}
+
+fn capture<'a>(captures: &'a Captures, name: &str) -> Option<&'a str> {
+    captures
+        .iter()
+        .find(|(n, _)| &**n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+fn sensitive(v: &str) -> Result<HeaderValue, GatewayError> {
+    let mut v = HeaderValue::from_str(v).map_err(|_| {
+        bad(
+            "invalid_request",
+            "the credential cannot be sent as a header",
+        )
+    })?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
+/// The role asked for in the query (`?role=0|1`) of an inject route.
+fn requested_role(query: Option<&str>) -> Result<Option<u8>, GatewayError> {
+    match query_param(query, "role").as_deref() {
+        None => Ok(None),
+        Some("0") => Ok(Some(0)),
+        Some("1") => Ok(Some(1)),
+        Some(_) => Err(bad("invalid_request", "role must be 0 or 1")),
+    }
+}
+
+fn unavailable(name: &str) -> GatewayError {
+    GatewayError::CredentialUnavailable {
+        credential: name.to_owned(),
+    }
+}
+
+/// Mints or fetches every credential the route injects.
+pub async fn inject(
+    route: &Route,
+    snap: &Snapshot,
+    principal: Option<&Principal>,
+    captures: &Captures,
+    query: Option<&str>,
+) -> Result<Injected, GatewayError> {
+    let mut out = Injected::default();
+    for inj in &route.inject {
+        let cred = snap
+            .credentials
+            .get(&inj.credential)
+            .ok_or_else(|| unavailable(&inj.credential))?;
+        let value = match &cred.kind {
+            CredentialKind::ZoomMeetingSdk {
+                client_id,
+                client_secret,
+                ttl,
+            } => {
+                let meeting = meeting_number_for(inj, captures, query)?;
+                let role = granted_role(requested_role(query)?, &inj.host_roles, principal)?;
+                out.minted.push((cred.name.clone(), Some(role)));
+                mint::meeting_sdk(
+                    client_id,
+                    client_secret.expose_secret().as_bytes(),
+                    &meeting,
+                    role,
+                    ttl.as_secs(),
+                    now_secs(),
+                )
+            }
+            CredentialKind::ZoomVideoSdk {
+                client_id,
+                client_secret,
+                ttl,
+            } => {
+                let session = inj
+                    .session_param
+                    .as_deref()
+                    .and_then(|p| capture(captures, p))
+                    .filter(|s| !s.is_empty() && s.chars().count() <= MAX_SESSION_NAME)
+                    .ok_or_else(|| {
+                        bad(
+                            "invalid_session_name",
+                            "the session name must be 1 to 200 characters",
+                        )
+                    })?;
+                let role = granted_role(requested_role(query)?, &inj.host_roles, principal)?;
+                let identity = principal
+                    .and_then(|p| p.subject.as_deref())
+                    .map(|s| cut_chars(s, MAX_USER_IDENTITY));
+                out.minted.push((cred.name.clone(), Some(role)));
+                mint::video_sdk(
+                    client_id,
+                    client_secret.expose_secret().as_bytes(),
+                    session,
+                    role,
+                    identity,
+                    None,
+                    ttl.as_secs(),
+                    now_secs(),
+                )
+            }
+            CredentialKind::OpenTokProject {
+                api_key,
+                api_secret,
+                ttl,
+            } => {
+                out.minted.push((cred.name.clone(), None));
+                mint::opentok_project(
+                    api_key,
+                    api_secret.expose_secret().as_bytes(),
+                    ttl.as_secs(),
+                    now_secs(),
+                )
+            }
+            CredentialKind::ZoomS2sOAuth { .. } | CredentialKind::OAuthClientCredentials { .. } => {
+                let source = snap
+                    .credential_sources
+                    .get(&cred.name)
+                    .ok_or_else(|| unavailable(&cred.name))?;
+                let token = source.token().await.map_err(|e| {
+                    tracing::warn!(credential = %cred.name, error = %crate::error_chain(&e), "no token for the upstream request");
+                    unavailable(&cred.name)
+                })?;
+                out.fetched.push((source.clone(), token.value.clone()));
+                format!("Bearer {}", token.value.expose_secret())
+            }
+        };
+        out.headers.push((inj.header.clone(), sensitive(&value)?));
+    }
+    Ok(out)
+}
+
+fn meeting_number_for(
+    inj: &Inject,
+    captures: &Captures,
+    query: Option<&str>,
+) -> Result<String, GatewayError> {
+    let raw = match (&inj.meeting_param, &inj.meeting_query) {
+        (Some(p), _) => capture(captures, p).map(str::to_owned),
+        (None, Some(q)) => query_param(query, q),
+        (None, None) => None,
+    };
+    raw.filter(|m| valid_meeting_number(m)).ok_or_else(|| {
+        bad(
+            "invalid_meeting_number",
+            "the meeting number must be 9 to 12 digits",
+        )
+    })
+}
+
+/// Answers a `respond` route: parse the JSON request, decide the role, mint.
+pub fn respond(
+    resp: &Respond,
+    snap: &Snapshot,
+    principal: Option<&Principal>,
+    captures: &Captures,
+    body: &Bytes,
+) -> Result<(Response<ResBody>, String, u8), GatewayError> {
+    let cred = snap
+        .credentials
+        .get(&resp.credential)
+        .ok_or_else(|| unavailable(&resp.credential))?;
+    let req: Value = serde_json::from_slice(body)
+        .map_err(|_| bad("invalid_request", "the body must be a JSON object"))?;
+    let obj = req
+        .as_object()
+        .ok_or_else(|| bad("invalid_request", "the body must be a JSON object"))?;
+    let role = match obj.get("role") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_u64() {
+            Some(r @ (0 | 1)) if v.is_u64() => Some(r as u8),
+            _ => return Err(bad("invalid_request", "role must be the number 0 or 1")),
+        },
+    };
+    let role = granted_role(role, &resp.host_roles, principal)?;
+    let now = now_secs();
+    let body = match &cred.kind {
+        CredentialKind::ZoomMeetingSdk {
+            client_id,
+            client_secret,
+            ttl,
+        } => {
+            let meeting = match obj.get("meetingNumber") {
+                Some(Value::Number(n)) => n.as_u64().map(|n| n.to_string()),
+                Some(Value::String(s)) => Some(s.clone()),
+                _ => None,
+            }
+            .filter(|m| valid_meeting_number(m))
+            .ok_or_else(|| {
+                bad(
+                    "invalid_meeting_number",
+                    "meetingNumber must be 9 to 12 digits",
+                )
+            })?;
+            let signature = mint::meeting_sdk(
+                client_id,
+                client_secret.expose_secret().as_bytes(),
+                &meeting,
+                role,
+                ttl.as_secs(),
+                now,
+            );
+            #[derive(Serialize)]
+            #[serde(rename_all = "camelCase")]
+            struct Answer<'a> {
+                signature: &'a str,
+                sdk_key: &'a str,
+                meeting_number: &'a str,
+                role: u8,
+            }
+            serde_json::to_string(&Answer {
+                signature: &signature,
+                sdk_key: client_id,
+                meeting_number: &meeting,
+                role,
+            })
+        }
+        CredentialKind::ZoomVideoSdk {
+            client_id,
+            client_secret,
+            ttl,
+        } => {
+            let session = resp
+                .session_param
+                .as_deref()
+                .and_then(|p| capture(captures, p))
+                .filter(|s| !s.is_empty() && s.chars().count() <= MAX_SESSION_NAME)
+                .ok_or_else(|| {
+                    bad(
+                        "invalid_session_name",
+                        "the session name must be 1 to 200 characters",
+                    )
+                })?;
+            let text = |k: &str, max: usize| -> Result<Option<&str>, GatewayError> {
+                match obj.get(k) {
+                    None | Some(Value::Null) => Ok(None),
+                    Some(Value::String(s)) if s.chars().count() <= max => Ok(Some(s.as_str())),
+                    _ => Err(GatewayError::BadRequest {
+                        code: "invalid_request",
+                        description: format!("{k} must be a string of at most {max} characters"),
+                    }),
+                }
+            };
+            let identity = match text("userIdentity", MAX_USER_IDENTITY)? {
+                Some(i) => Some(i),
+                None => principal
+                    .and_then(|p| p.subject.as_deref())
+                    .map(|s| cut_chars(s, MAX_USER_IDENTITY)),
+            };
+            let session_key = text("sessionKey", MAX_SESSION_KEY)?;
+            let token = mint::video_sdk(
+                client_id,
+                client_secret.expose_secret().as_bytes(),
+                session,
+                role,
+                identity,
+                session_key,
+                ttl.as_secs(),
+                now,
+            );
+            #[derive(Serialize)]
+            #[serde(rename_all = "camelCase")]
+            struct Answer<'a> {
+                token: &'a str,
+                session_name: &'a str,
+                role: u8,
+            }
+            serde_json::to_string(&Answer {
+                token: &token,
+                session_name: session,
+                role,
+            })
+        }
+        _ => return Err(unavailable(&cred.name)),
+    }
+    .map_err(|_| unavailable(&cred.name))?;
+    let mut r = Response::new(ResBody::full(body));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    Ok((r, cred.name.clone(), role))
+}
