@@ -192,7 +192,11 @@ pub fn token_request(
                     ser.append_pair("client_secret", client_secret.expose_secret());
                 }
             }
-            Some((token_url.clone(), headers, ser.finish()))
+            Some(TokenRequest {
+                uri: token_url.clone(),
+                headers,
+                body: ser.finish(),
+            })
         }
         _ => None,
     }
@@ -456,13 +460,13 @@ impl TokenSource {
 /// never a key.
 fn settings_key(kind: &CredentialKind) -> String {
     let mut h = Sha256::new();
-    if let Some((uri, headers, body)) = token_request(kind) {
-        h.update(uri.to_string());
-        for (k, v) in headers {
+    if let Some(r) = token_request(kind) {
+        h.update(r.uri.to_string());
+        for (k, v) in r.headers {
             h.update(k.as_str());
             h.update(v.as_bytes());
         }
-        h.update(body);
+        h.update(r.body);
     }
     hex::encode(&h.finalize()[..16])
 }
@@ -558,7 +562,7 @@ mod tests {
             token_url: "https://zoom.us/oauth/token".parse().unwrap(),
             refresh_before: Duration::from_secs(60),
         };
-        let (uri, headers, body) = token_request(&kind).unwrap();
+        let TokenRequest { uri, headers, body } = token_request(&kind).unwrap();
         let e = &v["expected"];
         assert_eq!(uri.path(), e["url_path"]);
         assert_eq!(body, e["body"]);
@@ -617,7 +621,7 @@ mod tests {
             client_auth: ClientAuth::Post,
             refresh_before: Duration::from_secs(60),
         };
-        let (_, headers, body) = token_request(&kind).unwrap();
+        let TokenRequest { headers, body, .. } = token_request(&kind).unwrap();
         assert!(headers.iter().all(|(k, _)| *k != AUTHORIZATION));
         assert_eq!(
             body,
