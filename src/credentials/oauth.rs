@@ -132,11 +132,16 @@ impl FetchError {
     }
 }
 
-/// The token request for a fetched credential: URL, headers and form body
-/// (spec section 4: POST, `Authorization: Basic`, parameters in the body).
-pub fn token_request(
-    kind: &CredentialKind,
-) -> Option<(Uri, Vec<(http::HeaderName, HeaderValue)>, String)> {
+/// A token request: POST to `uri` with `headers` and a form `body`.
+pub struct TokenRequest {
+    pub uri: Uri,
+    pub headers: Vec<(http::HeaderName, HeaderValue)>,
+    pub body: String,
+}
+
+/// The token request for a fetched credential (spec section 4: POST,
+/// `Authorization: Basic`, parameters in the body); `None` for minted kinds.
+pub fn token_request(kind: &CredentialKind) -> Option<TokenRequest> {
     let basic = |id: &str, secret: &SecretString| {
         let v = format!(
             "Basic {}",
@@ -163,7 +168,11 @@ pub fn token_request(
                 (AUTHORIZATION, basic(client_id, client_secret)?),
                 (CONTENT_TYPE, form),
             ];
-            Some((token_url.clone(), headers, body))
+            Some(TokenRequest {
+                uri: token_url.clone(),
+                headers,
+                body,
+            })
         }
         CredentialKind::OAuthClientCredentials {
             token_url,
@@ -313,7 +322,7 @@ impl TokenSource {
     }
 
     async fn fetch(&self) -> Result<Arc<CachedToken>, FetchError> {
-        let (uri, headers, body) =
+        let TokenRequest { uri, headers, body } =
             token_request(&self.kind.kind).ok_or_else(|| FetchError::Invalid {
                 url: String::new(),
                 reason: "not a fetched credential".to_owned(),
