@@ -246,6 +246,10 @@ pub struct TokenSource {
     fetch_lock: tokio::sync::Mutex<()>,
     /// Until when requests do not trigger a fetch (after a failure).
     cooldown_until: Mutex<Option<Instant>>,
+    /// The next delay after a transient failure (doubles, reset on success).
+    backoff: Mutex<Duration>,
+    /// Wakes the refresh task when a token was stored outside it.
+    changed: tokio::sync::Notify,
     /// Set once a token was obtained (readiness).
     pub obtained: AtomicBool,
     /// Token requests made, successful and failed.
@@ -267,6 +271,8 @@ impl TokenSource {
             store,
             fetch_lock: tokio::sync::Mutex::new(()),
             cooldown_until: Mutex::new(None),
+            backoff: Mutex::new(BACKOFF_MIN),
+            changed: tokio::sync::Notify::new(),
             obtained: AtomicBool::new(false),
             fetches_ok: AtomicU64::new(0),
             fetches_failed: AtomicU64::new(0),
@@ -294,15 +300,17 @@ impl TokenSource {
         if let Some(t) = self.current() {
             return Ok(t);
         }
-        let cooling = self
-            .cooldown_until
-            .lock()
-            .expect("cooldown lock")
-            .is_some_and(|u| Instant::now() < u);
-        if cooling {
+        if self.cooling_down() {
             return Err(FetchError::CoolingDown);
         }
         self.fetch_shared().await
+    }
+
+    fn cooling_down(&self) -> bool {
+        self.cooldown_until
+            .lock()
+            .expect("cooldown lock")
+            .is_some_and(|u| Instant::now() < u)
     }
 
     /// Fetches under the lock unless someone else just did.
@@ -311,6 +319,10 @@ impl TokenSource {
         // Someone fetched while we waited for the lock.
         if let Some(t) = self.current() {
             return Ok(t);
+        }
+        // Or failed: do not ask again until the backoff has passed.
+        if self.cooling_down() {
+            return Err(FetchError::CoolingDown);
         }
         self.fetch().await
     }
@@ -417,50 +429,65 @@ impl TokenSource {
                 self.store.put(&self.key, token.clone());
                 self.obtained.store(true, Ordering::SeqCst);
                 *self.cooldown_until.lock().expect("cooldown lock") = None;
+                *self.backoff.lock().expect("backoff lock") = BACKOFF_MIN;
+                self.changed.notify_one();
                 tracing::debug!(credential = %self.name, expires_at = token.expires_at, "token fetched");
                 Ok(token)
             }
             Err(e) => {
                 self.fetches_failed.fetch_add(1, Ordering::SeqCst);
+                let delay = if e.is_config_error() {
+                    tracing::error!(credential = %self.name, error = %crate::error_chain(&e), "credential configuration error: the token endpoint refused the client");
+                    CONFIG_ERROR_RETRY
+                } else {
+                    let mut backoff = self.backoff.lock().expect("backoff lock");
+                    let d = jitter(*backoff);
+                    *backoff = (*backoff * 2).min(BACKOFF_MAX);
+                    tracing::warn!(credential = %self.name, error = %crate::error_chain(&e), retry_in_ms = d.as_millis() as u64, "token fetch failed");
+                    d
+                };
+                // Requests stop asking for a while; a refused client is still
+                // retried by requests every BACKOFF_MAX in case it was fixed.
+                *self.cooldown_until.lock().expect("cooldown lock") =
+                    Some(Instant::now() + delay.min(BACKOFF_MAX));
+                self.changed.notify_one();
                 Err(e)
             }
         }
     }
 
+    /// How long the refresh task waits before its next attempt.
+    fn next_attempt_in(&self) -> Duration {
+        if let Some(t) = self.store.get(&self.key) {
+            let now = now_secs();
+            if t.refresh_at > now {
+                return Duration::from_secs(t.refresh_at - now);
+            }
+        }
+        match *self.cooldown_until.lock().expect("cooldown lock") {
+            Some(until) => until.saturating_duration_since(Instant::now()),
+            None => Duration::ZERO,
+        }
+    }
+
     /// Keeps a fresh token in the store: fetch at start, then before each
-    /// expiry; back off with jitter on failures.
+    /// expiry; after failures, again when the backoff has passed. Woken
+    /// whenever a token is stored or a fetch fails elsewhere, to reschedule.
     async fn refresh_loop(self: Arc<Self>) {
-        let mut backoff = BACKOFF_MIN;
         loop {
-            let result = {
+            let wait = self.next_attempt_in();
+            if wait.is_zero() {
                 let _guard = self.fetch_lock.lock().await;
-                match self.store.get(&self.key) {
-                    // Another replica or a request refreshed it already.
-                    Some(t) if t.refresh_at > now_secs() => Ok(t),
-                    _ => self.fetch().await,
+                if self.next_attempt_in().is_zero() {
+                    // Errors are logged and turned into a cooldown by fetch().
+                    let _ = self.fetch().await;
                 }
-            };
-            let delay = match result {
-                Ok(t) => {
-                    backoff = BACKOFF_MIN;
-                    Duration::from_secs(t.refresh_at.saturating_sub(now_secs()).max(1))
-                }
-                Err(e) => {
-                    let delay = if e.is_config_error() {
-                        tracing::error!(credential = %self.name, error = %crate::error_chain(&e), retry_in_secs = CONFIG_ERROR_RETRY.as_secs(), "credential configuration error: the token endpoint refused the client");
-                        CONFIG_ERROR_RETRY
-                    } else {
-                        let d = jitter(backoff);
-                        tracing::warn!(credential = %self.name, error = %crate::error_chain(&e), retry_in_ms = d.as_millis() as u64, "token fetch failed");
-                        backoff = (backoff * 2).min(BACKOFF_MAX);
-                        d
-                    };
-                    *self.cooldown_until.lock().expect("cooldown lock") =
-                        Some(Instant::now() + delay.min(BACKOFF_MAX));
-                    delay
-                }
-            };
-            tokio::time::sleep(delay).await;
+                continue;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.changed.notified() => {}
+            }
         }
     }
 }
