@@ -230,3 +230,51 @@ fn the_contract_file_builds() {
         "every stage the contract uses runs in this build"
     );
 }
+
+fn vector(name: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/spec/vectors.json"
+    ))
+    .unwrap();
+    let all: serde_json::Value = serde_json::from_str(&text).unwrap();
+    all["vectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == name)
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn lifetime_policy_vectors_decide_ttl_secs() {
+    for (name, kinds) in [
+        (
+            "zoom_sdk_jwt_lifetime_policy",
+            &["zoom_meeting_sdk", "zoom_video_sdk"][..],
+        ),
+        ("opentok_jwt_lifetime_policy", &["opentok_project"][..]),
+    ] {
+        let v = vector(name);
+        let cases = v["inputs"]["cases"].as_array().unwrap();
+        let accept = v["expected"]["accept"].as_array().unwrap();
+        for (case, ok) in cases.iter().zip(accept) {
+            let ttl = case["exp"].as_u64().unwrap() - case["iat"].as_u64().unwrap();
+            for kind in kinds {
+                let keys = if *kind == "opentok_project" {
+                    "api_key = \"k\"\napi_secret = \"s\""
+                } else {
+                    "client_id = \"k\"\nclient_secret = \"s\""
+                };
+                let r = try_build(&format!(
+                    "[credential.c]\ntype = \"{kind}\"\n{keys}\nttl_secs = {ttl}\n"
+                ));
+                assert_eq!(r.is_ok(), ok.as_bool().unwrap(), "{name}: {kind} ttl {ttl}");
+                if let Err(e) = r {
+                    assert!(e.iter().any(|e| e.key == "credential.c.ttl_secs"), "{e:?}");
+                }
+            }
+        }
+    }
+}

@@ -451,9 +451,15 @@ pub fn ensure_node_modules() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let dir = interop_dir();
-        let present = ["oidc-provider", "standardwebhooks"]
-            .iter()
-            .all(|p| dir.join("node_modules").join(p).exists());
+        let present = [
+            "oidc-provider",
+            "standardwebhooks",
+            "jsrsasign",
+            "opentok",
+            "jsonwebtoken",
+        ]
+        .iter()
+        .all(|p| dir.join("node_modules").join(p).exists());
         if present {
             return;
         }
@@ -464,5 +470,27 @@ pub fn ensure_node_modules() {
             .expect("npm is needed for the interop tests (Node.js 20+)")
             .success();
         assert!(ok, "npm ci in tests/interop failed");
+    });
+}
+
+/// Makes sure PyJWT (pinned) is importable by `python3`.
+pub fn ensure_pyjwt() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let ok = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import jwt, sys; sys.exit(0 if jwt.__version__ == '2.10.1' else 1)",
+            ])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            let installed = std::process::Command::new("python3")
+                .args(["-m", "pip", "install", "--quiet", "pyjwt==2.10.1"])
+                .status()
+                .expect("python3 with pip is needed for the PyJWT interop test")
+                .success();
+            assert!(installed, "pip install pyjwt==2.10.1 failed");
+        }
     });
 }
