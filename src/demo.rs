@@ -118,6 +118,38 @@ pub fn examples(
             expect: 403,
         },
         Example {
+            what: "a Meeting SDK signature for a host (role 1), minted by the gateway",
+            command: format!(
+                "curl --cacert {ca} -H \"Authorization: Bearer {}\" -d '{{\"meetingNumber\": 85746065432, \"role\": 1}}' '{base}/api/sdk-signature'",
+                token("sub=hana&roles=meeting-hosts&tenant=acme")
+            ),
+            expect: 200,
+        },
+        Example {
+            what: "a participant's signature (role 0)",
+            command: format!(
+                "curl --cacert {ca} -H \"Authorization: Bearer {}\" -d '{{\"meetingNumber\": \"85746065432\", \"role\": 0}}' '{base}/api/sdk-signature'",
+                token("sub=pat&roles=viewers&tenant=acme")
+            ),
+            expect: 200,
+        },
+        Example {
+            what: "a participant asking for host: 403 host_role_not_permitted",
+            command: format!(
+                "curl -i --cacert {ca} -H \"Authorization: Bearer {}\" -d '{{\"meetingNumber\": 85746065432, \"role\": 1}}' '{base}/api/sdk-signature'",
+                token("sub=pat&roles=viewers&tenant=acme")
+            ),
+            expect: 403,
+        },
+        Example {
+            what: "the app's join endpoint receives a minted X-Zoom-Signature (see the echoed headers)",
+            command: format!(
+                "curl --cacert {ca} -H \"Authorization: Bearer {}\" '{base}/api/meetings/85746065432/join?role=1'",
+                token("sub=hana&roles=meeting-hosts&tenant=acme")
+            ),
+            expect: 200,
+        },
+        Example {
             what: "no token: 401 with WWW-Authenticate",
             command: format!("curl -i --cacert {ca} '{base}/api/orgs/acme/meetings'"),
             expect: 401,

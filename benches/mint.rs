@@ -1,0 +1,103 @@
+//! Minting each credential type, and the warm Server-to-Server OAuth path
+//! (a cached token handed out without any request).
+
+use std::collections::HashMap;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use meetgate::config::{build, BuildMode};
+use meetgate::credentials::mint;
+use meetgate::credentials::oauth::{CredentialRegistry, MemoryTokenStore};
+
+fn bench(c: &mut Criterion) {
+    let now = 1_700_000_000;
+    c.bench_function("mint_meeting_sdk", |b| {
+        b.iter(|| {
+            mint::meeting_sdk(
+                "abcTESTsdkKEY123",
+                b"TestMeetingSdkSecret_9xYzAbCdEfG",
+                "85746065432",
+                1,
+                7200,
+                now,
+            )
+        })
+    });
+    c.bench_function("mint_video_sdk", |b| {
+        b.iter(|| {
+            mint::video_sdk(
+                "TESTvideoSDKkey01",
+                b"TestVideoSdkSecret",
+                "Cool Cars",
+                0,
+                Some("user123"),
+                None,
+                7200,
+                now,
+            )
+        })
+    });
+    c.bench_function("mint_opentok_project", |b| {
+        b.iter(|| {
+            mint::opentok_project(
+                "12345678",
+                b"0123456789abcdef0123456789abcdef01234567",
+                180,
+                now,
+            )
+        })
+    });
+
+    // Warm S2S: a local token endpoint, one fetch, then cached hand-outs.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let addr = rt.block_on(async {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = l.accept().await else { continue };
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(|_req| async {
+                        let body = r#"{"access_token":"bench-token","token_type":"bearer","expires_in":3600}"#;
+                        Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(bytes::Bytes::from(body))))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
+                        .await;
+                });
+            }
+        });
+        addr
+    });
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"c\"\ntls_key = \"k\"\n[credential.zoom_api]\ntype = \"zoom_s2s_oauth\"\naccount_id = \"a\"\nclient_id = \"b\"\nclient_secret = \"c\"\ntoken_url = \"http://{addr}/oauth/token\"\n"
+    );
+    let env: HashMap<String, String> = HashMap::new();
+    let lookup = move |k: &str| env.get(k).cloned();
+    let snap = build(
+        &text,
+        std::path::Path::new("/nonexistent/m.toml"),
+        BuildMode::Check,
+        &lookup,
+    )
+    .unwrap();
+    let registry = CredentialRegistry::new(std::sync::Arc::new(MemoryTokenStore::default()));
+    let source = {
+        let _guard = rt.enter();
+        registry.sync(&snap)["zoom_api"].clone()
+    };
+    rt.block_on(async {
+        while source.token().await.is_err() {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    });
+    c.bench_function("s2s_token_warm", |b| {
+        b.iter(|| rt.block_on(source.token()).unwrap())
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
