@@ -98,12 +98,26 @@ issuer = "{issuer}"
 audiences = ["api://meetings"]
 algorithms = ["ES256"]
 
+[credential.op_token]
+type = "oauth_client_credentials"
+token_url = "{issuer}/token"
+client_id = "meetgate-interop"
+client_secret = "interop-client-secret"
+scope = "meetings:read"
+
 [[route]]
 name = "meetings"
 path = "/api/*"
 upstream = "http://{up}"
 authenticate = "op"
 authorize = {{ scopes_all = ["meetings:read"] }}
+
+[[route]]
+name = "outbound"
+path = "/out/*"
+upstream = "http://{up}"
+authenticate = "none"
+inject = [{{ credential = "op_token", header = "Authorization" }}]
 "#
     ))
     .await;
@@ -124,6 +138,34 @@ authorize = {{ scopes_all = ["meetings:read"] }}
     let v = json(&b);
     assert_eq!(v["headers"]["x-auth-subject"], "meetgate-interop");
     assert_eq!(v["headers"]["x-auth-issuer"], issuer);
+
+    // The gateway fetches its own client-credentials token from the provider
+    // and injects it upstream.
+    let (s, _, b) = get(
+        &gw.h1(),
+        &gw.url("/out/x"),
+        &[("authorization", "Bearer client-value")],
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    let injected = json(&b)["headers"]["authorization"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let jwt = injected
+        .strip_prefix("Bearer ")
+        .expect("Bearer token injected");
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(jwt.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (claims["iss"].as_str(), claims["client_id"].as_str()),
+        (Some(issuer.as_str()), Some("meetgate-interop"))
+    );
+    assert_eq!(claims["scope"], "meetings:read");
 
     // Rotation: the provider restarts signing with a new key.
     let first_kid = provider.kid.clone();
