@@ -669,3 +669,47 @@ async fn video_session_tokens() {
         (StatusCode::FORBIDDEN, Some("host_role_not_permitted"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_token_fetches_leak_no_secret_into_logs() {
+    let (ts_addr, tokens) = token_server().await;
+    tokens.refuse.store(true, Ordering::SeqCst);
+    let (api_addr, _api) = api().await;
+    let certs = Certs::new();
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("s2s-secret");
+    std::fs::write(&secret_file, format!("{S2S_SECRET}\n")).unwrap();
+    let config = write_config(
+        &certs,
+        dir.path(),
+        "",
+        &format!(
+            "[credential.zoom_api]\ntype = \"zoom_s2s_oauth\"\naccount_id = \"TESTaccountID\"\nclient_id = \"TESTclientID\"\nclient_secret = \"file:{}\"\ntoken_url = \"http://{ts_addr}/oauth/token\"\n\n[[route]]\nname = \"z\"\npath = \"/zoom/*\"\nupstream = \"http://{api_addr}\"\nauthenticate = \"none\"\ninject = [{{ credential = \"zoom_api\", header = \"Authorization\" }}]\n",
+            secret_file.display()
+        ),
+    );
+    let gw = BinaryGateway::spawn(&config);
+    let c = client(&certs, false);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while tokens.requests.load(Ordering::SeqCst) == 0 {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (s, h, b) = get(&c, &gw.url("/zoom/x"), &[]).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    let log = gw.log.lock().unwrap().join("\n");
+    assert!(
+        log.contains("configuration error"),
+        "the refusal is logged as a configuration error: {log}"
+    );
+    let basic =
+        base64::engine::general_purpose::STANDARD.encode(format!("TESTclientID:{S2S_SECRET}"));
+    for written in [
+        log,
+        format!("{h:?}"),
+        String::from_utf8_lossy(&b).into_owned(),
+    ] {
+        assert!(!written.contains(S2S_SECRET), "secret written: {written}");
+        assert!(!written.contains(&basic), "basic credentials written");
+    }
+}
