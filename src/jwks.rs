@@ -134,6 +134,7 @@ pub struct IssuerKeys {
     /// value is the outcome of the last refetch (`None` when it failed).
     refetch: moka::future::Cache<(), Option<Arc<KeySet>>>,
     on_change: KeysChanged,
+    metrics: Arc<crate::metrics::Metrics>,
     /// Fetch attempts, successful and failed (for tests and metrics).
     pub fetches_ok: AtomicU64,
     pub fetches_failed: AtomicU64,
@@ -144,6 +145,7 @@ impl IssuerKeys {
         settings: Arc<IdentitySettings>,
         client: UpstreamClient,
         on_change: KeysChanged,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Self {
         IssuerKeys {
             jwks_uri: ArcSwapOption::new(settings.jwks_uri.clone().map(Arc::new)),
@@ -155,6 +157,7 @@ impl IssuerKeys {
                 .time_to_live(UNKNOWN_KID_COOLDOWN)
                 .build(),
             on_change,
+            metrics,
             fetches_ok: AtomicU64::new(0),
             fetches_failed: AtomicU64::new(0),
         }
@@ -166,6 +169,11 @@ impl IssuerKeys {
         self.current
             .load_full()
             .filter(|ks| ks.fetched_at.elapsed() <= self.settings.jwks_max_stale)
+    }
+
+    /// When the keys in hand were fetched, if ever.
+    pub fn last_fetched(&self) -> Option<Instant> {
+        self.current.load().as_ref().map(|ks| ks.fetched_at)
     }
 
     /// Refetches because a token named an unknown kid (or no keys are
@@ -185,7 +193,13 @@ impl IssuerKeys {
     }
 
     async fn fetch_and_store(&self) -> Result<Arc<KeySet>, FetchError> {
-        match self.fetch().await {
+        let result = self.fetch().await;
+        let label = crate::metrics::IdentityResult {
+            identity: self.settings.name.clone(),
+            result: if result.is_ok() { "ok" } else { "error" },
+        };
+        self.metrics.jwks_fetches.get_or_create(&label).inc();
+        match result {
             Ok(ks) => {
                 self.fetches_ok.fetch_add(1, Ordering::Relaxed);
                 let ks = Arc::new(ks);
@@ -386,14 +400,16 @@ fn parse_key(v: &serde_json::Value) -> Option<VerifyKey> {
 pub struct JwksRegistry {
     entries: Mutex<HashMap<String, (Arc<IssuerKeys>, tokio::task::AbortHandle)>>,
     on_change: KeysChanged,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl JwksRegistry {
     /// A registry that reports disappeared kids to `on_change`.
-    pub fn new(on_change: KeysChanged) -> Self {
+    pub fn new(on_change: KeysChanged, metrics: Arc<crate::metrics::Metrics>) -> Self {
         JwksRegistry {
             entries: Mutex::new(HashMap::new()),
             on_change,
+            metrics,
         }
     }
 
@@ -413,6 +429,7 @@ impl JwksRegistry {
                     settings.clone(),
                     snap.outbound.clone(),
                     self.on_change.clone(),
+                    self.metrics.clone(),
                 ));
                 let task = tokio::spawn(keys.clone().refresh_loop());
                 (keys, task.abort_handle())

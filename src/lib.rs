@@ -5,6 +5,7 @@
 //! [`Gateway`] handle; [`run`] adds signal handling (SIGHUP reloads,
 //! SIGTERM/SIGINT drain and stop) for the binary.
 
+pub mod audit;
 pub mod body;
 pub mod cli;
 pub mod config;
@@ -12,6 +13,7 @@ pub mod credentials;
 pub mod demo;
 pub mod error;
 pub mod jwks;
+pub mod metrics;
 pub mod net;
 pub mod pipeline;
 pub mod replay;
@@ -59,6 +61,10 @@ pub struct State {
     pub credentials: credentials::oauth::CredentialRegistry,
     /// Delivered webhook events (outlive snapshots).
     pub replay: Arc<dyn replay::ReplayStore>,
+    /// Prometheus metrics.
+    pub metrics: Arc<metrics::Metrics>,
+    /// The audit trail, when `[audit]` is configured.
+    pub audit: arc_swap::ArcSwapOption<audit::AuditSink>,
     config_path: PathBuf,
     env: Env,
 }
@@ -70,8 +76,12 @@ impl State {
     }
 
     /// Rebuilds from the file and swaps the snapshot in if it is valid and
-    /// runnable; otherwise logs every problem and keeps the old one.
-    pub fn reload(&self, cause: &str) -> bool {
+    /// runnable; otherwise logs every problem and keeps the old one. Also
+    /// reopens the audit file (log rotation) or switches to a new path.
+    pub async fn reload(&self, cause: &str) -> bool {
+        if let Some(sink) = self.audit.load_full() {
+            sink.reopen();
+        }
         match load_runnable(&self.config_path, &self.env) {
             Ok(mut snap) => {
                 snap.identity_keys = self.jwks.sync(&snap);
@@ -85,14 +95,51 @@ impl State {
                 {
                     tracing::warn!("listener addresses changed; they apply at the next restart");
                 }
+                let wanted = snap.audit.as_ref().map(|a| a.path.clone());
+                let current = self.audit.load().as_ref().map(|a| a.path().to_owned());
+                if wanted != current {
+                    let sink = match &wanted {
+                        Some(path) => {
+                            let base = self
+                                .config_path
+                                .parent()
+                                .unwrap_or(Path::new("."))
+                                .to_owned();
+                            match audit::AuditSink::start(
+                                path,
+                                &base,
+                                self.metrics.audit_dropped.clone(),
+                            )
+                            .await
+                            {
+                                Ok(s) => Some(Arc::new(s)),
+                                Err(e) => {
+                                    tracing::error!(path, error = %e, "cannot open the new audit path; keeping the configuration without it");
+                                    None
+                                }
+                            }
+                        }
+                        None => None,
+                    };
+                    self.audit.store(sink);
+                }
                 self.snapshot.store(Arc::new(snap));
                 let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
                 self.reloads_ok.fetch_add(1, Ordering::SeqCst);
+                self.metrics
+                    .config_reloads
+                    .get_or_create(&metrics::ResultLabel { result: "ok" })
+                    .inc();
+                self.metrics.config_generation.set(generation as i64);
                 tracing::info!(cause, generation, "configuration reloaded");
                 true
             }
             Err(e) => {
                 self.reloads_failed.fetch_add(1, Ordering::SeqCst);
+                self.metrics
+                    .config_reloads
+                    .get_or_create(&metrics::ResultLabel { result: "error" })
+                    .inc();
                 tracing::error!(cause, problems = %e.report().replace('\n', "; "), "configuration reload refused; the previous configuration keeps serving");
                 false
             }
@@ -110,6 +157,12 @@ pub enum StartError {
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open the audit log {path}: {source}")]
+    Audit {
+        path: String,
         #[source]
         source: std::io::Error,
     },
@@ -155,14 +208,18 @@ pub struct Gateway {
 /// the file for changes.
 pub async fn start(config_path: &Path, env: Env) -> Result<Gateway, StartError> {
     let mut snap = load_runnable(config_path, &env)?;
-    let tokens = pipeline::authn::jwt::TokenCache::default();
+    let metrics = Arc::new(metrics::Metrics::default());
+    let tokens = pipeline::authn::jwt::TokenCache::new(metrics.token_cache_hits.clone());
     let jwks = {
         let tokens = tokens.clone();
-        jwks::JwksRegistry::new(Arc::new(
-            move |identity: &str, kids: &std::collections::HashSet<String>| {
-                tokens.forget_kids(identity, kids)
-            },
-        ))
+        jwks::JwksRegistry::new(
+            Arc::new(
+                move |identity: &str, kids: &std::collections::HashSet<String>| {
+                    tokens.forget_kids(identity, kids)
+                },
+            ),
+            metrics.clone(),
+        )
     };
     let bind = |addr: SocketAddr| async move {
         TcpListener::bind(addr)
@@ -186,9 +243,24 @@ pub async fn start(config_path: &Path, env: Env) -> Result<Gateway, StartError> 
     );
 
     snap.identity_keys = jwks.sync(&snap);
-    let credentials = credentials::oauth::CredentialRegistry::new(Arc::new(
-        credentials::oauth::MemoryTokenStore::default(),
-    ));
+    let credentials = credentials::oauth::CredentialRegistry::new(
+        Arc::new(credentials::oauth::MemoryTokenStore::default()),
+        metrics.clone(),
+    );
+    let audit = match &snap.audit {
+        Some(a) => {
+            let base = config_path.parent().unwrap_or(Path::new(".")).to_owned();
+            let sink = audit::AuditSink::start(&a.path, &base, metrics.audit_dropped.clone())
+                .await
+                .map_err(|source| StartError::Audit {
+                    path: a.path.clone(),
+                    source,
+                })?;
+            Some(Arc::new(sink))
+        }
+        None => None,
+    };
+    metrics.config_generation.set(1);
     snap.credential_sources = credentials.sync(&snap);
     let state = Arc::new(State {
         credentials,
@@ -196,6 +268,8 @@ pub async fn start(config_path: &Path, env: Env) -> Result<Gateway, StartError> 
         jwks,
         tokens,
         replay: Arc::new(replay::MemoryReplayStore::default()),
+        metrics,
+        audit: arc_swap::ArcSwapOption::new(audit),
         generation: AtomicU64::new(1),
         reloads_ok: AtomicU64::new(0),
         reloads_failed: AtomicU64::new(0),
@@ -242,8 +316,8 @@ pub async fn start(config_path: &Path, env: Env) -> Result<Gateway, StartError> 
 
 impl Gateway {
     /// Reloads the configuration now (what SIGHUP does).
-    pub fn reload(&self) -> bool {
-        self.state.reload("reload requested")
+    pub async fn reload(&self) -> bool {
+        self.state.reload("reload requested").await
     }
 
     /// Stops accepting, lets in-flight requests finish (bounded by
@@ -274,7 +348,7 @@ pub async fn run(gateway: Gateway) -> std::io::Result<()> {
     let mut int = signal(SignalKind::interrupt())?;
     loop {
         tokio::select! {
-            _ = hup.recv() => { gateway.state.reload("SIGHUP"); }
+            _ = hup.recv() => { gateway.state.reload("SIGHUP").await; }
             _ = term.recv() => break,
             _ = int.recv() => break,
         }

@@ -90,7 +90,7 @@ async fn reload_rereads_certificates() {
     std::fs::write(&gw.certs.cert, &fresh.chain_pem).unwrap();
     std::fs::write(&gw.certs.key, &fresh.key_pem).unwrap();
     let before = gw.generation();
-    assert!(gw.gw.reload());
+    assert!(gw.gw.reload().await);
     assert!(gw.generation() > before);
     // The old CA no longer verifies new connections; the new one does.
     assert!(gw

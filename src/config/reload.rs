@@ -48,7 +48,7 @@ pub fn spawn_watcher(state: Arc<State>, mut shutdown: watch::Receiver<bool>) -> 
             }
             tokio::time::sleep(DEBOUNCE).await;
             while rx.try_recv().is_ok() {}
-            state.reload("file change");
+            state.reload("file change").await;
         }
     });
     Ok(())

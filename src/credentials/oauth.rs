@@ -250,6 +250,7 @@ pub struct TokenSource {
     backoff: Mutex<Duration>,
     /// Wakes the refresh task when a token was stored outside it.
     changed: tokio::sync::Notify,
+    metrics: Arc<crate::metrics::Metrics>,
     /// Set once a token was obtained (readiness).
     pub obtained: AtomicBool,
     /// Token requests made, successful and failed.
@@ -262,6 +263,7 @@ impl TokenSource {
         settings: Arc<CredentialSettings>,
         client: UpstreamClient,
         store: Arc<dyn TokenStore>,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Self {
         TokenSource {
             name: settings.name.clone(),
@@ -273,6 +275,7 @@ impl TokenSource {
             cooldown_until: Mutex::new(None),
             backoff: Mutex::new(BACKOFF_MIN),
             changed: tokio::sync::Notify::new(),
+            metrics,
             obtained: AtomicBool::new(false),
             fetches_ok: AtomicU64::new(0),
             fetches_failed: AtomicU64::new(0),
@@ -423,6 +426,15 @@ impl TokenSource {
             }))
         }
         .await;
+        let label = crate::metrics::CredentialResult {
+            credential: self.name.clone(),
+            result: match &result {
+                Ok(_) => "ok",
+                Err(FetchError::Refused { .. }) => "config_error",
+                Err(_) => "error",
+            },
+        };
+        self.metrics.credential_fetches.get_or_create(&label).inc();
         match result {
             Ok(token) => {
                 self.fetches_ok.fetch_add(1, Ordering::SeqCst);
@@ -470,6 +482,13 @@ impl TokenSource {
         }
     }
 
+    /// Seconds until the current token expires (for the expiry gauge).
+    pub fn expires_in(&self) -> Option<i64> {
+        self.store
+            .get(&self.key)
+            .map(|t| t.expires_at as i64 - now_secs() as i64)
+    }
+
     /// Keeps a fresh token in the store: fetch at start, then before each
     /// expiry; after failures, again when the backoff has passed. Woken
     /// whenever a token is stored or a fetch fails elsewhere, to reschedule.
@@ -510,14 +529,16 @@ fn settings_key(kind: &CredentialKind) -> String {
 /// Every fetched credential's token source, kept across reloads.
 pub struct CredentialRegistry {
     store: Arc<dyn TokenStore>,
+    metrics: Arc<crate::metrics::Metrics>,
     entries: Mutex<HashMap<String, (Arc<TokenSource>, tokio::task::AbortHandle)>>,
 }
 
 impl CredentialRegistry {
     /// A registry over `store`.
-    pub fn new(store: Arc<dyn TokenStore>) -> Self {
+    pub fn new(store: Arc<dyn TokenStore>, metrics: Arc<crate::metrics::Metrics>) -> Self {
         CredentialRegistry {
             store,
+            metrics,
             entries: Mutex::new(HashMap::new()),
         }
     }
@@ -539,6 +560,7 @@ impl CredentialRegistry {
                     settings.clone(),
                     snap.outbound.clone(),
                     self.store.clone(),
+                    self.metrics.clone(),
                 ));
                 let task = tokio::spawn(source.clone().refresh_loop());
                 (source, task.abort_handle())

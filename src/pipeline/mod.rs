@@ -35,40 +35,173 @@ pub struct ConnInfo {
     pub proto: &'static str,
 }
 
+/// What one request did, filled in by the stages and written once at the
+/// end as an audit line and metrics.
+#[derive(Default)]
+pub struct RequestLog {
+    pub route: Option<Arc<Route>>,
+    pub principal: Option<Arc<authn::Principal>>,
+    /// Time the upstream took to answer, when one was called.
+    pub upstream: Option<std::time::Duration>,
+    /// Minted credentials and the role granted.
+    pub minted: Vec<(String, Option<u8>)>,
+    /// A decision and reason that override the defaults (`allow` / `ok`).
+    pub outcome: Option<(&'static str, &'static str)>,
+}
+
+static X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+
+/// A well-formed incoming request id (1 to 128 of `[A-Za-z0-9._:-]`), or a
+/// fresh UUID.
+fn request_id<B>(req: &Request<B>) -> String {
+    match req.headers().get(&X_REQUEST_ID).map(|v| v.as_bytes()) {
+        Some(v)
+            if (1..=128).contains(&v.len())
+                && v.iter()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(b)) =>
+        {
+            String::from_utf8_lossy(v).into_owned()
+        }
+        _ => uuid::Uuid::new_v4().to_string(),
+    }
+}
+
 /// Handles one request against one snapshot and always produces a response:
-/// errors become the JSON answers of [`GatewayError::to_response`].
+/// errors become the JSON answers of [`GatewayError::to_response`]. Every
+/// response carries `X-Request-Id`; every request is one audit line.
 pub async fn handle(
     state: &State,
     snap: Arc<Snapshot>,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     conn: ConnInfo,
 ) -> Response<ResBody> {
+    use tracing::Instrument;
     let started = Instant::now();
+    let id = request_id(&req);
+    let id_value = http::HeaderValue::from_str(&id).expect("request ids are header-safe");
+    // The upstream sees the same id (replacing a malformed one).
+    req.headers_mut()
+        .insert(X_REQUEST_ID.clone(), id_value.clone());
     let method = req.method().clone();
-    let mut route_name = None;
-    let result = run(state, &snap, req, conn, &mut route_name).await;
-    let route = route_name.as_deref().unwrap_or("-");
-    match result {
+    let path = req.uri().path().to_owned();
+    let span = tracing::info_span!("request", request_id = %id, %method);
+    let mut log = RequestLog::default();
+    let result = run(state, &snap, req, conn, &mut log)
+        .instrument(span.clone())
+        .await;
+    let _enter = span.enter();
+    let route = log.route.as_ref().map(|r| r.name.as_str());
+    let (mut resp, decision, reason) = match result {
         Ok(resp) => {
-            tracing::debug!(
-                route,
-                %method,
-                status = resp.status().as_u16(),
-                total_ms = started.elapsed().as_millis() as u64,
-                "request forwarded"
-            );
-            resp
+            let (decision, reason) = log.outcome.unwrap_or(("allow", "ok"));
+            tracing::debug!(route, status = resp.status().as_u16(), "request answered");
+            (resp, decision, reason)
         }
         Err(err) => {
             let status = err.status();
-            if status.is_server_error() {
-                tracing::warn!(route, %method, status = status.as_u16(), code = err.code(), error = %crate::error_chain(&err), "request failed");
+            let decision = if status.is_server_error() {
+                "error"
             } else {
-                tracing::debug!(route, %method, status = status.as_u16(), code = err.code(), "request refused");
+                "deny"
+            };
+            if status.is_server_error() {
+                tracing::warn!(route, status = status.as_u16(), code = err.code(), error = %crate::error_chain(&err), "request failed");
+            } else {
+                tracing::debug!(
+                    route,
+                    status = status.as_u16(),
+                    code = err.code(),
+                    "request refused"
+                );
             }
-            err.to_response()
+            (err.to_response(), decision, err.code())
         }
+    };
+    resp.headers_mut().insert(X_REQUEST_ID.clone(), id_value);
+    record(
+        state,
+        &log,
+        &id,
+        &method,
+        &path,
+        conn,
+        resp.status().as_u16(),
+        decision,
+        reason,
+        started.elapsed(),
+    );
+    resp
+}
+
+/// Writes the audit line and updates the request metrics.
+#[allow(clippy::too_many_arguments)]
+fn record(
+    state: &State,
+    log: &RequestLog,
+    id: &str,
+    method: &http::Method,
+    path: &str,
+    conn: ConnInfo,
+    status: u16,
+    decision: &'static str,
+    reason: &str,
+    total: std::time::Duration,
+) {
+    let route = log.route.as_ref().map(|r| r.name.as_str());
+    let route_label = route.unwrap_or("-").to_owned();
+    let m = &state.metrics;
+    m.requests
+        .get_or_create(&crate::metrics::RouteStatus {
+            route: route_label.clone(),
+            status,
+        })
+        .inc();
+    m.request_duration
+        .get_or_create(&crate::metrics::RouteLabel {
+            route: route_label.clone(),
+        })
+        .observe(total.as_secs_f64());
+    if let Some(up) = log.upstream {
+        m.upstream_duration
+            .get_or_create(&crate::metrics::RouteLabel {
+                route: route_label.clone(),
+            })
+            .observe(up.as_secs_f64());
     }
+    m.auth_decisions
+        .get_or_create(&crate::metrics::Decision {
+            route: route_label,
+            decision,
+            reason: reason.to_owned(),
+        })
+        .inc();
+    let Some(sink) = state.audit.load_full() else {
+        return;
+    };
+    let p = log.principal.as_deref();
+    let (credential, granted_role) = match log.minted.first() {
+        Some((c, r)) => (Some(c.as_str()), *r),
+        None => (None, None),
+    };
+    sink.write(&crate::audit::AuditRecord {
+        ts: crate::audit::now_rfc3339(),
+        request_id: id,
+        route,
+        method: method.as_str(),
+        path,
+        client_ip: conn.remote.ip().to_string(),
+        identity: p.map(|p| p.identity.as_str()),
+        subject: p.and_then(|p| p.subject.as_deref()),
+        tenant: p.and_then(|p| p.tenant.as_deref()),
+        roles: p.map_or(&[], |p| p.roles.as_slice()),
+        decision,
+        reason,
+        status,
+        upstream_ms: log.upstream.map(|d| d.as_millis() as u64),
+        total_ms: total.as_millis() as u64,
+        credential,
+        granted_role,
+    });
 }
 
 async fn run(
@@ -76,7 +209,7 @@ async fn run(
     snap: &Snapshot,
     mut req: Request<Incoming>,
     conn: ConnInfo,
-    route_name: &mut Option<String>,
+    log: &mut RequestLog,
 ) -> Result<Response<ResBody>, GatewayError> {
     // Route: limits and path checks come before any route is chosen.
     if head_size(&req) > snap.limits.max_header_bytes {
@@ -94,7 +227,7 @@ async fn run(
         Selection::MethodNotAllowed(allow) => return Err(GatewayError::MethodNotAllowed { allow }),
         Selection::NotFound => return Err(GatewayError::NoRoute),
     };
-    *route_name = Some(route.name.clone());
+    log.route = Some(route.clone());
 
     // Verify: webhook routes buffer the body, check it, and may answer here.
     if let Some(name) = &route.verify_webhook {
@@ -107,6 +240,7 @@ async fn run(
             name,
             &path,
             authority.as_deref(),
+            log,
         )
         .await;
     }
@@ -128,6 +262,7 @@ async fn run(
             Some(authn::zoom_app(req.headers(), app)?)
         }
     };
+    log.principal = principal.clone();
 
     // Authorize.
     if let Some(rules) = &route.authorize {
@@ -148,6 +283,7 @@ async fn run(
         let (answer, credential, role) =
             inject::respond(resp, snap, principal.as_deref(), &captures, &bytes)?;
         tracing::info!(route = %route.name, credential, granted_role = role, "credential minted for the caller");
+        log.minted.push((credential, Some(role)));
         return Ok(answer);
     }
 
@@ -172,6 +308,7 @@ async fn run(
         r
     });
     identity_headers.extend(injected.headers.iter().cloned());
+    log.minted.extend(injected.minted.iter().cloned());
 
     // Forward.
     let Some(upstream) = route.upstream.as_ref() else {
@@ -190,6 +327,7 @@ async fn run(
     };
     let req = req.map(|inner| ReqBody::Stream { inner });
     let base_headers = retry.is_some().then(|| identity_headers.clone());
+    let upstream_started = Instant::now();
     let mut resp = forward::forward(
         &route,
         upstream,
@@ -233,6 +371,7 @@ async fn run(
             .await?;
         }
     }
+    log.upstream = Some(upstream_started.elapsed());
     if let Some(client_upgrade) = client_upgrade {
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             let upstream_upgrade = hyper::upgrade::on(&mut resp);
@@ -254,7 +393,18 @@ async fn webhook_route(
     name: &str,
     path: &str,
     authority: Option<&str>,
+    log: &mut RequestLog,
 ) -> Result<Response<ResBody>, GatewayError> {
+    let count = |result: &'static str| {
+        state
+            .metrics
+            .webhook_verifications
+            .get_or_create(&crate::metrics::WebhookResult {
+                webhook: name.to_owned(),
+                result,
+            })
+            .inc();
+    };
     let settings = snap
         .webhooks
         .get(name)
@@ -277,6 +427,7 @@ async fn webhook_route(
         } else {
             tracing::debug!(webhook = name, reason = e.reason(), "webhook refused");
         }
+        count(e.reason());
         GatewayError::WebhookRejected { reason: e.reason() }
     })?;
     let event: serde_json::Value =
@@ -299,6 +450,8 @@ async fn webhook_route(
                 description: "endpoint.url_validation needs payload.plainToken".to_owned(),
             })?;
         let answer = webhook::url_validation_answer(&settings.secrets[verified.secret].0, plain);
+        count("url_validation");
+        log.outcome = Some(("allow", "url_validation"));
         let mut resp = Response::new(ResBody::full(answer));
         resp.headers_mut().insert(
             http::header::CONTENT_TYPE,
@@ -313,6 +466,8 @@ async fn webhook_route(
             match state.replay.claim(&key, settings.dedup).await {
                 crate::replay::Claim::Duplicate => {
                     tracing::info!(webhook = name, "duplicate webhook event not forwarded");
+                    count("duplicate");
+                    log.outcome = Some(("deny", "webhook_duplicate"));
                     let mut resp = Response::new(ResBody::full(r#"{"status":"duplicate"}"#));
                     resp.headers_mut().insert(
                         http::header::CONTENT_TYPE,
@@ -346,6 +501,8 @@ async fn webhook_route(
     };
     let req = Request::from_parts(parts, ReqBody::full(bytes));
     let upstream_path = route::upstream_path(path, route.strip_prefix.as_deref());
+    count("ok");
+    let upstream_started = Instant::now();
     let resp = forward::forward(
         route,
         upstream,
@@ -357,6 +514,7 @@ async fn webhook_route(
         verified_header,
     )
     .await?;
+    log.upstream = Some(upstream_started.elapsed());
     if resp.status().is_success() {
         if let Some(d) = delivery {
             d.delivered();

@@ -80,11 +80,52 @@ fn answer<B>(state: &State, req: &Request<B>) -> Response<ResBody> {
             };
             json(status, body)
         }
+        "/metrics" => {
+            refresh_gauges(state);
+            let mut r = Response::new(ResBody::full(state.metrics.encode()));
+            r.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+            );
+            r
+        }
         _ => json_error(
             StatusCode::NOT_FOUND,
             "not_found",
-            "admin endpoints: /healthz, /readyz",
+            "admin endpoints: /healthz, /readyz, /metrics",
         ),
+    }
+}
+
+/// Gauges computed at scrape time from the live state.
+fn refresh_gauges(state: &State) {
+    use crate::metrics::{CredentialLabel, IdentityLabel};
+    let snap = state.snapshot.load();
+    let m = &state.metrics;
+    for (name, keys) in &snap.identity_keys {
+        let label = IdentityLabel {
+            identity: name.clone(),
+        };
+        let usable = keys.usable();
+        m.jwks_keys
+            .get_or_create(&label)
+            .set(usable.as_ref().map_or(0, |k| k.keys.len() as i64));
+        if let Some(ks) = keys.last_fetched() {
+            m.jwks_age
+                .get_or_create(&label)
+                .set(ks.elapsed().as_secs_f64());
+        }
+    }
+    for (name, source) in &snap.credential_sources {
+        if let Some(secs) = source.expires_in() {
+            m.credential_expiry
+                .get_or_create(&CredentialLabel {
+                    credential: name.clone(),
+                })
+                .set(secs as f64);
+        }
     }
 }
 

@@ -43,7 +43,7 @@ fn unauthorized(reason: &'static str) -> GatewayError {
 #[derive(Clone)]
 pub struct TokenCache {
     inner: moka::sync::Cache<[u8; 32], Arc<Principal>>,
-    hits: Arc<std::sync::atomic::AtomicU64>,
+    hits: prometheus_client::metrics::counter::Counter,
 }
 
 struct UntilExpiry;
@@ -63,18 +63,23 @@ impl moka::Expiry<[u8; 32], Arc<Principal>> for UntilExpiry {
 
 impl Default for TokenCache {
     fn default() -> Self {
+        Self::new(Default::default())
+    }
+}
+
+impl TokenCache {
+    /// A cache counting its hits on `hits`.
+    pub fn new(hits: prometheus_client::metrics::counter::Counter) -> Self {
         TokenCache {
             inner: moka::sync::Cache::builder()
                 .max_capacity(TOKEN_CACHE_ENTRIES)
                 .expire_after(UntilExpiry)
                 .support_invalidation_closures()
                 .build(),
-            hits: Default::default(),
+            hits,
         }
     }
-}
 
-impl TokenCache {
     /// Drops entries of `identity` signed with one of `kids` (their key left
     /// the JWKS).
     pub fn forget_kids(&self, identity: &str, kids: &HashSet<String>) {
@@ -87,7 +92,7 @@ impl TokenCache {
 
     /// Requests answered from the cache.
     pub fn hits(&self) -> u64 {
-        self.hits.load(std::sync::atomic::Ordering::Relaxed)
+        self.hits.get()
     }
 
     /// Drops everything (configuration changed).
@@ -139,9 +144,7 @@ pub async fn verify(
     if let Some(p) = cache.inner.get(&digest) {
         // The cache is shared by routes: the identity must be one of ours.
         if identities.iter().any(|i| *i == p.identity) && now_secs() <= p.valid_until {
-            cache
-                .hits
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            cache.hits.inc();
             return Ok(p);
         }
     }
