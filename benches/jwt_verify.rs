@@ -95,9 +95,10 @@ fn bench(c: &mut Criterion) {
         &lookup,
     )
     .unwrap();
-    let registry = meetgate::jwks::JwksRegistry::new(Arc::new(
-        |_: &str, _: &std::collections::HashSet<String>| {},
-    ));
+    let registry = meetgate::jwks::JwksRegistry::new(
+        Arc::new(|_: &str, _: &std::collections::HashSet<String>| {}),
+        Arc::new(meetgate::metrics::Metrics::default()),
+    );
     let _guard = rt.enter();
     snap.identity_keys = registry.sync(&snap);
     rt.block_on(async {

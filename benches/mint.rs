@@ -84,7 +84,10 @@ fn bench(c: &mut Criterion) {
         &lookup,
     )
     .unwrap();
-    let registry = CredentialRegistry::new(std::sync::Arc::new(MemoryTokenStore::default()));
+    let registry = CredentialRegistry::new(
+        std::sync::Arc::new(MemoryTokenStore::default()),
+        std::sync::Arc::new(meetgate::metrics::Metrics::default()),
+    );
     let source = {
         let _guard = rt.enter();
         registry.sync(&snap)["zoom_api"].clone()

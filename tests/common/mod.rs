@@ -360,19 +360,39 @@ pub struct BinaryGateway {
     pub child: std::process::Child,
     pub tls_addr: SocketAddr,
     pub admin_addr: Option<SocketAddr>,
+    /// stderr lines (logs).
     pub log: Arc<std::sync::Mutex<Vec<String>>>,
+    /// stdout lines (the audit trail when `path = "-"`).
+    pub stdout: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl BinaryGateway {
     pub fn spawn(config: &Path) -> Self {
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_meetgate"))
-            .args(["--log-format", "json", "run", "--config"])
+        Self::spawn_with(config, "info", &[])
+    }
+
+    /// Spawns with a log filter and extra environment variables.
+    pub fn spawn_with(config: &Path, rust_log: &str, env: &[(&str, &str)]) -> Self {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_meetgate"));
+        cmd.args(["--log-format", "json", "run", "--config"])
             .arg(config)
-            .env("RUST_LOG", "info")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+            .env("RUST_LOG", rust_log)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stdout_lines = Arc::new(std::sync::Mutex::new(Vec::new()));
+        {
+            let out = child.stdout.take().unwrap();
+            let lines = stdout_lines.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                    lines.lock().unwrap().push(line);
+                }
+            });
+        }
         let stderr = child.stderr.take().unwrap();
         let log = Arc::new(std::sync::Mutex::new(Vec::new()));
         let (tx, rx) = std::sync::mpsc::channel();
@@ -405,6 +425,7 @@ impl BinaryGateway {
             tls_addr,
             admin_addr,
             log,
+            stdout: stdout_lines,
         }
     }
 
