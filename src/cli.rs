@@ -72,6 +72,10 @@ pub async fn demo(opts: crate::demo::DemoOptions) -> anyhow::Result<ExitCode> {
         "  config (edit it: changes apply live): {}",
         setup.config_path.display()
     );
+    println!(
+        "  audit trail (one JSON line per decision): {}",
+        setup.config_path.with_file_name("audit.log").display()
+    );
     println!("  echo upstream: http://{}", setup.upstream);
     println!(
         "  development issuer: http://{} (tokens: /token?sub=..&roles=a,b&tenant=..)",

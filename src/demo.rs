@@ -191,6 +191,11 @@ pub fn examples(
             command: format!("curl 'http://{admin}/readyz'"),
             expect: 200,
         });
+        lines.push(Example {
+            what: "Prometheus metrics: requests, decisions, JWKS, credentials, webhooks, reloads",
+            command: format!("curl 'http://{admin}/metrics'"),
+            expect: 200,
+        });
     }
     lines
 }

@@ -242,7 +242,9 @@ async fn nothing_secret_is_written_anywhere() {
     let c1 = client(&certs, false);
     let c2 = client(&certs, true);
     let mut seen = Seen::default();
-    let requests: Vec<(&str, String, Vec<(&str, String)>, String, bool)> = vec![
+    // (method, path, headers, body, a respond route)
+    type Req<'a> = (&'a str, String, Vec<(&'a str, String)>, String, bool);
+    let requests: Vec<Req> = vec![
         (
             "GET",
             "/api/orgs/acme/meetings".into(),
