@@ -607,3 +607,17 @@ async fn a_list_of_identities_is_chosen_by_iss() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+#[tokio::test]
+async fn the_verified_token_cache_can_be_turned_off() {
+    let env = setup_with("verified_token_cache = false").await;
+    let t = env.rsa.sign(&env.issuer.claims("nocache", json!({})));
+    for _ in 0..3 {
+        assert_eq!(call(&env, "/api/x", Some(&t)).await.0, StatusCode::OK);
+    }
+    assert_eq!(
+        env.gw.gw.state.tokens.hits(),
+        0,
+        "every request verified the signature"
+    );
+}

@@ -556,6 +556,7 @@ impl Builder<'_, '_> {
             jwks_max_stale,
             roles_claim: r.roles_claim.clone(),
             tenant_claim: r.tenant_claim.clone(),
+            verified_token_cache: r.verified_token_cache.unwrap_or(true),
         })
     }
 

@@ -139,6 +139,8 @@ pub struct IdentitySettings {
     pub jwks_max_stale: Duration,
     pub roles_claim: Option<String>,
     pub tenant_claim: Option<String>,
+    /// Remember verified tokens until they expire (default true).
+    pub verified_token_cache: bool,
 }
 
 /// `[zoom_app.NAME]`

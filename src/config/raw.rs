@@ -89,6 +89,7 @@ pub struct RawIdentity {
     pub jwks_max_stale_secs: Option<u64>,
     pub roles_claim: Option<String>,
     pub tenant_claim: Option<String>,
+    pub verified_token_cache: Option<bool>,
 }
 
 /// `[zoom_app.NAME]`

@@ -69,6 +69,7 @@ mod tests {
             jwks_max_stale: std::time::Duration::from_secs(300),
             roles_claim: Some("realm_access.roles".into()),
             tenant_claim: Some("org_id".into()),
+            verified_token_cache: true,
         };
         Principal::from_claims(&id, None, claims.as_object().unwrap().clone(), u64::MAX)
     }

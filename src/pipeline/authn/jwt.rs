@@ -260,7 +260,9 @@ pub async fn verify(
         claims,
         valid_until,
     ));
-    cache.inner.insert(digest, principal.clone());
+    if identity.verified_token_cache {
+        cache.inner.insert(digest, principal.clone());
+    }
     Ok(principal)
 }
 
