@@ -14,7 +14,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
@@ -398,7 +398,7 @@ fn parse_key(v: &serde_json::Value) -> Option<VerifyKey> {
 
 /// Every identity's keys, kept across configuration reloads.
 pub struct JwksRegistry {
-    entries: Mutex<HashMap<String, (Arc<IssuerKeys>, tokio::task::AbortHandle)>>,
+    entries: crate::registry::TaskRegistry<IssuerKeys>,
     on_change: KeysChanged,
     metrics: Arc<crate::metrics::Metrics>,
 }
@@ -407,7 +407,7 @@ impl JwksRegistry {
     /// A registry that reports disappeared kids to `on_change`.
     pub fn new(on_change: KeysChanged, metrics: Arc<crate::metrics::Metrics>) -> Self {
         JwksRegistry {
-            entries: Mutex::new(HashMap::new()),
+            entries: Default::default(),
             on_change,
             metrics,
         }
@@ -417,42 +417,22 @@ impl JwksRegistry {
     /// starting refresh tasks for new or changed identities and stopping
     /// those no longer configured.
     pub fn sync(&self, snap: &Snapshot) -> HashMap<String, Arc<IssuerKeys>> {
-        let mut entries = self.entries.lock().expect("jwks registry lock");
-        let mut out = HashMap::new();
-        let mut keep = HashSet::new();
-        for (name, settings) in &snap.identities {
-            // Any change of settings (issuer, URIs, intervals) starts afresh.
-            let key = format!("{settings:?}");
-            keep.insert(key.clone());
-            let (keys, _) = entries.entry(key).or_insert_with(|| {
-                let keys = Arc::new(IssuerKeys::new(
-                    settings.clone(),
+        // Any change of settings (issuer, URIs, intervals) starts afresh.
+        let wanted = snap
+            .identities
+            .iter()
+            .map(|(name, s)| (name.clone(), format!("{s:?}")));
+        self.entries.sync(
+            wanted,
+            |name| {
+                Arc::new(IssuerKeys::new(
+                    snap.identities[name].clone(),
                     snap.outbound.clone(),
                     self.on_change.clone(),
                     self.metrics.clone(),
-                ));
-                let task = tokio::spawn(keys.clone().refresh_loop());
-                (keys, task.abort_handle())
-            });
-            out.insert(name.clone(), keys.clone());
-        }
-        entries.retain(|k, (_, task)| {
-            let kept = keep.contains(k);
-            if !kept {
-                task.abort();
-            }
-            kept
-        });
-        out
-    }
-}
-
-impl Drop for JwksRegistry {
-    fn drop(&mut self) {
-        if let Ok(entries) = self.entries.lock() {
-            for (_, task) in entries.values() {
-                task.abort();
-            }
-        }
+                ))
+            },
+            IssuerKeys::refresh_loop,
+        )
     }
 }

@@ -16,6 +16,7 @@ pub mod jwks;
 pub mod metrics;
 pub mod net;
 pub mod pipeline;
+pub mod registry;
 pub mod replay;
 pub mod secret;
 pub mod server;
@@ -357,4 +358,24 @@ pub async fn run(gateway: Gateway) -> std::io::Result<()> {
     gateway.shutdown().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The shared test vectors (`../shared/spec/vectors.json`), by name.
+#[cfg(test)]
+pub(crate) mod test_vectors {
+    pub fn vector(name: &str) -> serde_json::Value {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/spec/vectors.json"
+        ))
+        .expect("../shared/spec/vectors.json");
+        let all: serde_json::Value = serde_json::from_str(&text).expect("vectors.json is JSON");
+        all["vectors"]
+            .as_array()
+            .expect("a vectors array")
+            .iter()
+            .find(|v| v["name"] == name)
+            .unwrap_or_else(|| panic!("vector {name}"))
+            .clone()
+    }
 }

@@ -231,21 +231,7 @@ fn the_contract_file_builds() {
     );
 }
 
-fn vector(name: &str) -> serde_json::Value {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/spec/vectors.json"
-    ))
-    .unwrap();
-    let all: serde_json::Value = serde_json::from_str(&text).unwrap();
-    all["vectors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["name"] == name)
-        .unwrap()
-        .clone()
-}
+use crate::test_vectors::vector;
 
 #[test]
 fn lifetime_policy_vectors_decide_ttl_secs() {

@@ -196,21 +196,7 @@ mod tests {
     use super::*;
     use serde_json::Value;
 
-    fn vector(name: &str) -> Value {
-        let text = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../shared/spec/vectors.json"
-        ))
-        .unwrap();
-        let all: Value = serde_json::from_str(&text).unwrap();
-        all["vectors"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|v| v["name"] == name)
-            .unwrap()
-            .clone()
-    }
+    use crate::test_vectors::vector;
 
     fn s<'a>(v: &'a Value, k: &str) -> &'a str {
         v["inputs"][k].as_str().unwrap()

@@ -530,7 +530,7 @@ fn settings_key(kind: &CredentialKind) -> String {
 pub struct CredentialRegistry {
     store: Arc<dyn TokenStore>,
     metrics: Arc<crate::metrics::Metrics>,
-    entries: Mutex<HashMap<String, (Arc<TokenSource>, tokio::task::AbortHandle)>>,
+    entries: crate::registry::TaskRegistry<TokenSource>,
 }
 
 impl CredentialRegistry {
@@ -539,52 +539,30 @@ impl CredentialRegistry {
         CredentialRegistry {
             store,
             metrics,
-            entries: Mutex::new(HashMap::new()),
+            entries: Default::default(),
         }
     }
 
     /// Token sources for the snapshot's fetched credentials (name → source),
     /// starting refresh tasks for new or changed ones and stopping the rest.
     pub fn sync(&self, snap: &crate::config::Snapshot) -> HashMap<String, Arc<TokenSource>> {
-        let mut entries = self.entries.lock().expect("credential registry lock");
-        let mut out = HashMap::new();
-        let mut keep = std::collections::HashSet::new();
-        for (name, settings) in &snap.credentials {
-            if token_request(&settings.kind).is_none() {
-                continue;
-            }
-            let key = format!("{name}:{}", settings_key(&settings.kind));
-            keep.insert(key.clone());
-            let (source, _) = entries.entry(key).or_insert_with(|| {
-                let source = Arc::new(TokenSource::new(
-                    settings.clone(),
+        let wanted = snap
+            .credentials
+            .iter()
+            .filter(|(_, c)| token_request(&c.kind).is_some())
+            .map(|(name, c)| (name.clone(), format!("{name}:{}", settings_key(&c.kind))));
+        self.entries.sync(
+            wanted,
+            |name| {
+                Arc::new(TokenSource::new(
+                    snap.credentials[name].clone(),
                     snap.outbound.clone(),
                     self.store.clone(),
                     self.metrics.clone(),
-                ));
-                let task = tokio::spawn(source.clone().refresh_loop());
-                (source, task.abort_handle())
-            });
-            out.insert(name.clone(), source.clone());
-        }
-        entries.retain(|k, (_, task)| {
-            let kept = keep.contains(k);
-            if !kept {
-                task.abort();
-            }
-            kept
-        });
-        out
-    }
-}
-
-impl Drop for CredentialRegistry {
-    fn drop(&mut self) {
-        if let Ok(entries) = self.entries.lock() {
-            for (_, task) in entries.values() {
-                task.abort();
-            }
-        }
+                ))
+            },
+            TokenSource::refresh_loop,
+        )
     }
 }
 
@@ -593,21 +571,7 @@ mod tests {
     use super::*;
     use serde_json::Value;
 
-    fn vector(name: &str) -> Value {
-        let text = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../shared/spec/vectors.json"
-        ))
-        .unwrap();
-        let all: Value = serde_json::from_str(&text).unwrap();
-        all["vectors"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|v| v["name"] == name)
-            .unwrap()
-            .clone()
-    }
+    use crate::test_vectors::vector;
 
     #[test]
     fn s2s_token_request_vector() {

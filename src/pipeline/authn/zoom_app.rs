@@ -177,21 +177,7 @@ mod tests {
     use serde_json::Value;
     use std::time::Duration;
 
-    fn vector(name: &str) -> Value {
-        let text = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../shared/spec/vectors.json"
-        ))
-        .expect("../shared/spec/vectors.json");
-        let all: Value = serde_json::from_str(&text).unwrap();
-        all["vectors"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|v| v["name"] == name)
-            .unwrap_or_else(|| panic!("vector {name}"))
-            .clone()
-    }
+    use crate::test_vectors::vector;
 
     fn app(secret: &str, client_id: Option<&str>, guests: bool) -> ZoomAppSettings {
         ZoomAppSettings {
