@@ -329,6 +329,23 @@ impl Gateway {
     }
 }
 
+/// The runtime the binary serves on: one thread per available CPU
+/// (work-stealing), or, when the process may use a single CPU (pinned or
+/// limited), the cheaper current-thread scheduler.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(cpus)
+            .enable_all()
+            .build()
+    }
+}
+
 /// An error and its sources, joined for one log field.
 pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut s = err.to_string();

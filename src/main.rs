@@ -52,7 +52,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     meetgate::telemetry::init_logging(cli.log_format.as_deref());
-    let rt = match tokio::runtime::Runtime::new() {
+    let rt = match meetgate::runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("meetgate: cannot start the runtime: {e}");

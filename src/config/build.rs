@@ -1020,8 +1020,10 @@ impl Builder<'_, '_> {
             }
         });
 
+        let name = name?;
         Some(Route {
-            name: name?,
+            label: crate::metrics::intern(&name),
+            name,
             host,
             methods,
             pattern: pattern?,

@@ -252,6 +252,8 @@ pub enum WebhookKind {
 #[derive(Debug)]
 pub struct Route {
     pub name: String,
+    /// `name` as a metric label (interned once at build).
+    pub label: &'static str,
     /// Lower-case host without port.
     pub host: Option<String>,
     /// `None`: every method.

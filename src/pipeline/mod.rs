@@ -144,35 +144,31 @@ fn record(
     conn: ConnInfo,
     status: u16,
     decision: &'static str,
-    reason: &str,
+    reason: &'static str,
     total: std::time::Duration,
 ) {
     let route = log.route.as_ref().map(|r| r.name.as_str());
-    let route_label = route.unwrap_or("-").to_owned();
+    let label = log.route.as_ref().map_or("-", |r| r.label);
     let m = &state.metrics;
     m.requests
         .get_or_create(&crate::metrics::RouteStatus {
-            route: route_label.clone(),
+            route: label,
             status,
         })
         .inc();
     m.request_duration
-        .get_or_create(&crate::metrics::RouteLabel {
-            route: route_label.clone(),
-        })
+        .get_or_create(&crate::metrics::RouteLabel { route: label })
         .observe(total.as_secs_f64());
     if let Some(up) = log.upstream {
         m.upstream_duration
-            .get_or_create(&crate::metrics::RouteLabel {
-                route: route_label.clone(),
-            })
+            .get_or_create(&crate::metrics::RouteLabel { route: label })
             .observe(up.as_secs_f64());
     }
     m.auth_decisions
         .get_or_create(&crate::metrics::Decision {
-            route: route_label,
+            route: label,
             decision,
-            reason: reason.to_owned(),
+            reason,
         })
         .inc();
     let Some(sink) = state.audit.load_full() else {
