@@ -52,6 +52,11 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     meetgate::telemetry::init_logging(cli.log_format.as_deref());
+    // A gateway holds two descriptors per proxied connection: use the hard
+    // limit, as nginx's worker_rlimit_nofile would.
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::warn!(error = %e, "cannot raise the open-file limit");
+    }
     let rt = match meetgate::runtime() {
         Ok(rt) => rt,
         Err(e) => {
