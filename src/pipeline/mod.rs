@@ -211,6 +211,7 @@ async fn run(
     if head_size(&req) > snap.limits.max_header_bytes {
         return Err(GatewayError::HeadersTooLarge);
     }
+    check_framing(req.headers())?;
     let path = route::normalize(req.uri().path())
         .map_err(|reason| GatewayError::InvalidPath { reason })?;
     let authority = request_authority(&req).map(str::to_owned);
@@ -546,6 +547,33 @@ async fn read_body(
             description: "the request body could not be read".to_owned(),
         }),
     }
+}
+
+/// Request framing the gateway will not pass on: a transfer coding other
+/// than `chunked` (the upstream would receive the decoded chunks without the
+/// coding), or Content-Length beside Transfer-Encoding. (hyper's HTTP/1
+/// server already drops Content-Length when Transfer-Encoding is present and
+/// closes the connection after answering, RFC 9112 section 6.1; the check
+/// stays as defence in depth.)
+fn check_framing(h: &http::HeaderMap) -> Result<(), GatewayError> {
+    let mut te = h.get_all(http::header::TRANSFER_ENCODING).iter().peekable();
+    if te.peek().is_none() {
+        return Ok(());
+    }
+    let only_chunked = te.all(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked"));
+    if !only_chunked || h.get_all(http::header::TRANSFER_ENCODING).iter().count() > 1 {
+        return Err(GatewayError::BadRequest {
+            code: "unsupported_transfer_encoding",
+            description: "only the chunked transfer coding is accepted".to_owned(),
+        });
+    }
+    if h.contains_key(http::header::CONTENT_LENGTH) {
+        return Err(GatewayError::BadRequest {
+            code: "invalid_request",
+            description: "Content-Length and Transfer-Encoding together are refused".to_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// GET, HEAD, OPTIONS or DELETE without a body: safe to send twice.

@@ -270,7 +270,64 @@ fn decode_part<T: for<'de> Deserialize<'de>>(part: &str) -> Result<T, GatewayErr
     let bytes = URL_SAFE_NO_PAD
         .decode(part)
         .map_err(|_| unauthorized("malformed_token"))?;
+    // A member named twice is ambiguous (parsers disagree on which wins):
+    // refuse it rather than pick one.
+    serde_json::from_slice::<UniqueKeys>(&bytes).map_err(|_| unauthorized("malformed_token"))?;
     serde_json::from_slice(&bytes).map_err(|_| unauthorized("malformed_token"))
+}
+
+/// A JSON object whose members (at any depth) are all distinct.
+struct UniqueKeys;
+
+impl<'de> Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(UniqueVisitor).map(|()| UniqueKeys)
+    }
+}
+
+struct UniqueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueVisitor {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("JSON without duplicate object members")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = HashSet::new();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if !seen.insert(key.into_owned()) {
+                return Err(serde::de::Error::custom("duplicate member"));
+            }
+            map.next_value::<UniqueKeys>()?;
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<UniqueKeys>()?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
 }
 
 /// Registered-claim checks; returns until when the token may be accepted
