@@ -1,13 +1,16 @@
-//! Request and response body types used across the gateway.
+//! The body type used across the gateway, both ways.
 //!
-//! Bodies are enums rather than boxed trait objects so the hot path does not
+//! An enum rather than a boxed trait object so the hot path does not
 //! allocate per request: either a streamed hyper body (proxied traffic, never
-//! buffered) or bytes the gateway holds (its own answers, buffered webhooks).
+//! buffered) or bytes the gateway holds (its own answers, buffered webhooks
+//! it must forward exactly as received).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_TYPE};
+use http::{Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
@@ -15,37 +18,52 @@ use hyper::body::Incoming;
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 pin_project_lite::pin_project! {
-    /// A response body: the gateway's own bytes or an upstream's stream.
-    #[project = ResBodyProj]
-    pub enum ResBody {
-        /// Bytes produced by the gateway (errors, health, gateway answers).
+    /// A request or response body: bytes the gateway holds, or a peer's
+    /// stream passed through.
+    #[project = GatewayBodyProj]
+    pub enum GatewayBody {
+        /// Bytes held by the gateway.
         Full { data: Option<Bytes> },
-        /// An upstream response body, streamed through.
+        /// A client's or upstream's body, streamed through.
         Stream { #[pin] inner: Incoming },
     }
 }
 
-impl ResBody {
+/// A body sent upstream.
+pub type ReqBody = GatewayBody;
+/// A body answered to the client.
+pub type ResBody = GatewayBody;
+
+impl GatewayBody {
     /// A body holding the given bytes.
     pub fn full(data: impl Into<Bytes>) -> Self {
         let data: Bytes = data.into();
-        ResBody::Full {
+        GatewayBody::Full {
             data: (!data.is_empty()).then_some(data),
         }
     }
 
     /// An empty body.
     pub fn empty() -> Self {
-        ResBody::Full { data: None }
+        GatewayBody::Full { data: None }
     }
 
-    /// A streamed upstream body.
+    /// A streamed body.
     pub fn stream(inner: Incoming) -> Self {
-        ResBody::Stream { inner }
+        GatewayBody::Stream { inner }
     }
 }
 
-impl Body for ResBody {
+/// A response the gateway answers itself, with a JSON body.
+pub fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response<GatewayBody> {
+    let mut resp = Response::new(GatewayBody::full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+impl Body for GatewayBody {
     type Data = Bytes;
     type Error = BoxError;
 
@@ -54,77 +72,24 @@ impl Body for ResBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project() {
-            ResBodyProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            ResBodyProj::Stream { inner } => inner.poll_frame(cx).map_err(Into::into),
+            GatewayBodyProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            GatewayBodyProj::Stream { inner } => inner.poll_frame(cx).map_err(Into::into),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
-            ResBody::Full { data } => data.is_none(),
-            ResBody::Stream { inner } => inner.is_end_stream(),
+            GatewayBody::Full { data } => data.is_none(),
+            GatewayBody::Stream { inner } => inner.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            ResBody::Full { data } => {
+            GatewayBody::Full { data } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
-            ResBody::Stream { inner } => inner.size_hint(),
-        }
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// A request body sent upstream: the client's stream, or bytes the
-    /// gateway buffered (webhooks) and must forward exactly as received.
-    #[project = ReqBodyProj]
-    pub enum ReqBody {
-        /// Bytes held by the gateway.
-        Full { data: Option<Bytes> },
-        /// The client's body, streamed through.
-        Stream { #[pin] inner: Incoming },
-    }
-}
-
-impl ReqBody {
-    /// A body holding the given bytes.
-    pub fn full(data: impl Into<Bytes>) -> Self {
-        let data: Bytes = data.into();
-        ReqBody::Full {
-            data: (!data.is_empty()).then_some(data),
-        }
-    }
-}
-
-impl Body for ReqBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.project() {
-            ReqBodyProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            ReqBodyProj::Stream { inner } => inner.poll_frame(cx).map_err(Into::into),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            ReqBody::Full { data } => data.is_none(),
-            ReqBody::Stream { inner } => inner.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            ReqBody::Full { data } => {
-                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
-            }
-            ReqBody::Stream { inner } => inner.size_hint(),
+            GatewayBody::Stream { inner } => inner.size_hint(),
         }
     }
 }

@@ -6,7 +6,7 @@
 //! stable reason code operators can alert on; the description helps the caller
 //! and never carries a secret, token or key. Details go to the log.
 
-use http::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{HeaderValue, ALLOW, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Method, Response, StatusCode};
 
 use crate::body::ResBody;
@@ -261,11 +261,7 @@ fn unauthorized_description(reason: &str) -> &'static str {
 /// A JSON error response with the given status, code and description.
 pub fn json_error(status: StatusCode, code: &str, description: &str) -> Response<ResBody> {
     let body = serde_json::json!({ "error": code, "error_description": description });
-    let mut resp = Response::new(ResBody::full(body.to_string()));
-    *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    resp
+    crate::body::json_response(status, body.to_string())
 }
 
 #[cfg(test)]
@@ -281,7 +277,10 @@ mod tests {
         let resp = err.to_response();
         assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(resp.headers()[ALLOW], "GET, POST");
-        assert_eq!(resp.headers()[CONTENT_TYPE], "application/json");
+        assert_eq!(
+            resp.headers()[http::header::CONTENT_TYPE],
+            "application/json"
+        );
         let body = resp.into_body().collect().await.unwrap().to_bytes();
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["error"], "method_not_allowed");

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
+use http::header::{HeaderName, HeaderValue};
 use http::Response;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
@@ -318,9 +318,7 @@ pub fn respond(
         _ => return Err(unavailable(&cred.name)),
     }
     .map_err(|_| unavailable(&cred.name))?;
-    let mut r = Response::new(ResBody::full(body));
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let mut r = crate::body::json_response(http::StatusCode::OK, body);
     r.headers_mut().insert(
         http::header::CACHE_CONTROL,
         HeaderValue::from_static("no-store"),

@@ -449,12 +449,7 @@ async fn webhook_route(
         let answer = webhook::url_validation_answer(&settings.secrets[verified.secret].0, plain);
         count("url_validation");
         log.outcome = Some(("allow", "url_validation"));
-        let mut resp = Response::new(ResBody::full(answer));
-        resp.headers_mut().insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("application/json"),
-        );
-        return Ok(resp);
+        return Ok(crate::body::json_response(StatusCode::OK, answer));
     }
 
     let delivery = match &verified.dedup_key {
@@ -465,12 +460,10 @@ async fn webhook_route(
                     tracing::info!(webhook = name, "duplicate webhook event not forwarded");
                     count("duplicate");
                     log.outcome = Some(("deny", "webhook_duplicate"));
-                    let mut resp = Response::new(ResBody::full(r#"{"status":"duplicate"}"#));
-                    resp.headers_mut().insert(
-                        http::header::CONTENT_TYPE,
-                        http::HeaderValue::from_static("application/json"),
-                    );
-                    return Ok(resp);
+                    return Ok(crate::body::json_response(
+                        StatusCode::OK,
+                        r#"{"status":"duplicate"}"#,
+                    ));
                 }
                 crate::replay::Claim::Fresh(d) => Some(d),
             }

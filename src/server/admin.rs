@@ -130,9 +130,5 @@ fn refresh_gauges(state: &State) {
 }
 
 fn json(status: StatusCode, v: serde_json::Value) -> Response<ResBody> {
-    let mut r = Response::new(ResBody::full(v.to_string()));
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    r
+    crate::body::json_response(status, v.to_string())
 }
