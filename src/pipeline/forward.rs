@@ -4,7 +4,6 @@
 //! Bodies stream both ways without buffering; hyper's flow control bounds
 //! memory whatever the body size (BEHAVIOUR.md item 11).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -137,30 +136,67 @@ pub fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
     req.version() == Version::HTTP_11 && upgrade && connection
 }
 
-/// What the forwarder needs to know about the downstream side.
-pub struct Downstream<'a> {
-    pub client_addr: SocketAddr,
-    /// `https` or `http`: the listener the request came in on.
-    pub proto: &'static str,
+/// Where one request goes: its route and upstream, the canonical upstream
+/// path (see [`super::route::upstream_path`]) and what the forwarder must
+/// tell the upstream about the client. Built once per request; a retry sends
+/// through the same target.
+pub struct Target<'a> {
+    route: &'a Route,
+    upstream: &'a Upstream,
+    path: String,
+    conn: super::ConnInfo,
     /// The authority the client addressed (Host or :authority), if any.
-    pub host: Option<&'a str>,
+    host: Option<&'a str>,
+    timeout: Duration,
 }
 
-/// Sends the request upstream and returns its response, headers cleaned.
-/// `identity` holds the headers naming the authenticated caller.
-/// `path` is the canonical upstream path (see
-/// [`super::route::upstream_path`]); the query string passes unchanged.
-#[allow(clippy::too_many_arguments)]
-pub async fn forward(
-    route: &Route,
-    upstream: &Upstream,
+impl<'a> Target<'a> {
+    /// A target for the normalized request `path` of `route`.
+    pub fn new(
+        route: &'a Route,
+        upstream: &'a Upstream,
+        path: &str,
+        conn: super::ConnInfo,
+        host: Option<&'a str>,
+        timeout: Duration,
+    ) -> Self {
+        Target {
+            route,
+            upstream,
+            path: super::route::upstream_path(path, route.strip_prefix.as_deref()),
+            conn,
+            host,
+            timeout,
+        }
+    }
+
+    /// Sends the request upstream and returns its response, headers cleaned.
+    /// `identity` holds the headers naming the authenticated caller (and
+    /// injected credentials); the query string passes unchanged.
+    pub async fn send(
+        &self,
+        req: Request<ReqBody>,
+        websocket: bool,
+        identity: Vec<(HeaderName, HeaderValue)>,
+    ) -> Result<Response<hyper::body::Incoming>, GatewayError> {
+        forward(self, req, websocket, identity).await
+    }
+}
+
+async fn forward(
+    target: &Target<'_>,
     mut req: Request<ReqBody>,
-    path: &str,
-    down: &Downstream<'_>,
-    timeout: Duration,
     websocket: bool,
     identity: Vec<(HeaderName, HeaderValue)>,
 ) -> Result<Response<hyper::body::Incoming>, GatewayError> {
+    let Target {
+        route,
+        upstream,
+        ref path,
+        conn,
+        host,
+        timeout,
+    } = *target;
     let upgrade_value = if websocket {
         req.headers().get(header::UPGRADE).cloned()
     } else {
@@ -177,20 +213,20 @@ pub async fn forward(
         headers.insert(name, value);
     }
     if route.preserve_host {
-        if let Some(h) = down.host.and_then(|h| HeaderValue::from_str(h).ok()) {
+        if let Some(h) = host.and_then(|h| HeaderValue::from_str(h).ok()) {
             headers.insert(header::HOST, h);
         }
     } else {
         headers.remove(header::HOST);
     }
-    if let Ok(v) = HeaderValue::from_str(&down.client_addr.ip().to_string()) {
+    if let Ok(v) = HeaderValue::from_str(&conn.remote.ip().to_string()) {
         headers.insert(X_FORWARDED_FOR.clone(), v);
     }
     headers.insert(
         X_FORWARDED_PROTO.clone(),
-        HeaderValue::from_static(down.proto),
+        HeaderValue::from_static(conn.proto),
     );
-    if let Some(h) = down.host.and_then(|h| HeaderValue::from_str(h).ok()) {
+    if let Some(h) = host.and_then(|h| HeaderValue::from_str(h).ok()) {
         headers.insert(X_FORWARDED_HOST.clone(), h);
     }
 

@@ -116,17 +116,7 @@ pub async fn inject(
                 client_secret,
                 ttl,
             } => {
-                let session = inj
-                    .session_param
-                    .as_deref()
-                    .and_then(|p| capture(captures, p))
-                    .filter(|s| !s.is_empty() && s.chars().count() <= MAX_SESSION_NAME)
-                    .ok_or_else(|| {
-                        bad(
-                            "invalid_session_name",
-                            "the session name must be 1 to 200 characters",
-                        )
-                    })?;
+                let session = session_name(inj.session_param.as_deref(), captures)?;
                 let role = granted_role(requested_role(query)?, &inj.host_roles, principal)?;
                 let identity = principal
                     .and_then(|p| p.subject.as_deref())
@@ -172,6 +162,20 @@ pub async fn inject(
         out.headers.push((inj.header.clone(), sensitive(&value)?));
     }
     Ok(out)
+}
+
+/// The Video SDK session name: the `session_param` capture, 1 to 200
+/// characters.
+fn session_name<'c>(param: Option<&str>, captures: &'c Captures) -> Result<&'c str, GatewayError> {
+    param
+        .and_then(|p| capture(captures, p))
+        .filter(|s| !s.is_empty() && s.chars().count() <= MAX_SESSION_NAME)
+        .ok_or_else(|| {
+            bad(
+                "invalid_session_name",
+                "the session name must be 1 to 200 characters",
+            )
+        })
 }
 
 fn meeting_number_for(
@@ -264,17 +268,7 @@ pub fn respond(
             client_secret,
             ttl,
         } => {
-            let session = resp
-                .session_param
-                .as_deref()
-                .and_then(|p| capture(captures, p))
-                .filter(|s| !s.is_empty() && s.chars().count() <= MAX_SESSION_NAME)
-                .ok_or_else(|| {
-                    bad(
-                        "invalid_session_name",
-                        "the session name must be 1 to 200 characters",
-                    )
-                })?;
+            let session = session_name(resp.session_param.as_deref(), captures)?;
             let text = |k: &str, max: usize| -> Result<Option<&str>, GatewayError> {
                 match obj.get(k) {
                     None | Some(Value::Null) => Ok(None),

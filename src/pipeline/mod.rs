@@ -316,26 +316,18 @@ async fn run(
     };
     let websocket = route.websocket && forward::is_websocket_upgrade(&req);
     let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
-    let upstream_path = route::upstream_path(&path, route.strip_prefix.as_deref());
-    let down = forward::Downstream {
-        client_addr: conn.remote,
-        proto: conn.proto,
-        host: authority.as_deref(),
-    };
+    let target = forward::Target::new(
+        &route,
+        upstream,
+        &path,
+        conn,
+        authority.as_deref(),
+        snap.limits.upstream_timeout,
+    );
     let req = req.map(|inner| ReqBody::Stream { inner });
     let base_headers = retry.is_some().then(|| identity_headers.clone());
     let upstream_started = Instant::now();
-    let mut resp = forward::forward(
-        &route,
-        upstream,
-        req,
-        &upstream_path,
-        &down,
-        snap.limits.upstream_timeout,
-        websocket,
-        identity_headers,
-    )
-    .await?;
+    let mut resp = target.send(req, websocket, identity_headers).await?;
     if resp.status() == StatusCode::UNAUTHORIZED && !injected.fetched.is_empty() {
         // The upstream rejected a fetched token: never send it again.
         for (source, value) in &injected.fetched {
@@ -355,17 +347,7 @@ async fn run(
             headers.retain(|(n, _)| !fresh.headers.iter().any(|(f, _)| f == n));
             headers.extend(fresh.headers);
             let req = again.map(|()| ReqBody::full(bytes::Bytes::new()));
-            resp = forward::forward(
-                &route,
-                upstream,
-                req,
-                &upstream_path,
-                &down,
-                snap.limits.upstream_timeout,
-                false,
-                headers,
-            )
-            .await?;
+            resp = target.send(req, false, headers).await?;
         }
     }
     log.upstream = Some(upstream_started.elapsed());
@@ -484,26 +466,18 @@ async fn webhook_route(
             stage: "verify_webhook",
         })?,
     )];
-    let down = forward::Downstream {
-        client_addr: conn.remote,
-        proto: conn.proto,
-        host: authority,
-    };
-    let req = Request::from_parts(parts, ReqBody::full(bytes));
-    let upstream_path = route::upstream_path(path, route.strip_prefix.as_deref());
-    count("ok");
-    let upstream_started = Instant::now();
-    let resp = forward::forward(
+    let target = forward::Target::new(
         route,
         upstream,
-        req,
-        &upstream_path,
-        &down,
+        path,
+        conn,
+        authority,
         snap.limits.upstream_timeout,
-        false,
-        verified_header,
-    )
-    .await?;
+    );
+    let req = Request::from_parts(parts, ReqBody::full(bytes));
+    count("ok");
+    let upstream_started = Instant::now();
+    let resp = target.send(req, false, verified_header).await?;
     log.upstream = Some(upstream_started.elapsed());
     if resp.status().is_success() {
         if let Some(d) = delivery {
