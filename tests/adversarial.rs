@@ -3,34 +3,12 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
-
 use common::issuer::{Issuer, SigningKey};
 use common::*;
-use http::{Response, StatusCode};
+use http::StatusCode;
 use jsonwebtoken::Algorithm;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// Records the raw request heads the upstream receives.
-async fn recording() -> (
-    std::net::SocketAddr,
-    Arc<Mutex<Vec<(String, http::HeaderMap)>>>,
-) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let s2 = seen.clone();
-    let addr = upstream(move |req: http::Request<hyper::body::Incoming>| {
-        let seen = s2.clone();
-        async move {
-            seen.lock()
-                .unwrap()
-                .push((req.uri().to_string(), req.headers().clone()));
-            Response::new(full("ok"))
-        }
-    })
-    .await;
-    (addr, seen)
-}
 
 async fn gateway(up: std::net::SocketAddr, issuer: &str) -> TestGateway {
     TestGateway::start(&format!(
@@ -66,7 +44,7 @@ async fn raw(gw: &TestGateway, request: &[u8]) -> String {
 
 #[tokio::test]
 async fn smuggling_and_malformed_framing_are_refused() {
-    let (up, seen) = recording().await;
+    let (up, seen) = header_recorder().await;
     let gw = gateway(up, "https://idp.example").await;
     let cases: [(&str, &[u8]); 6] = [
         ("TE other than chunked", b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"),
@@ -92,7 +70,7 @@ async fn content_length_with_transfer_encoding_cannot_desync_the_upstream() {
     // RFC 9112 section 6.1: Transfer-Encoding wins, the connection is closed
     // after the answer. The upstream gets one framing only, so a smuggled
     // second request cannot ride along.
-    let (up, seen) = recording().await;
+    let (up, seen) = header_recorder().await;
     let gw = gateway(up, "https://idp.example").await;
     let out = raw(
         &gw,
@@ -127,7 +105,7 @@ async fn content_length_with_transfer_encoding_cannot_desync_the_upstream() {
 
 #[tokio::test]
 async fn duplicated_authorization_headers_are_refused() {
-    let (up, seen) = recording().await;
+    let (up, seen) = header_recorder().await;
     let gw = gateway(up, "https://idp.example").await;
     let (s, _, b) = get(
         &gw.h1(),
@@ -149,7 +127,7 @@ async fn duplicated_authorization_headers_are_refused() {
 async fn duplicate_json_members_in_a_token_are_refused() {
     let key = SigningKey::rsa("rsa-1");
     let issuer = Issuer::start(vec![key.clone()]).await;
-    let (up, seen) = recording().await;
+    let (up, seen) = header_recorder().await;
     let gw = gateway(up, &issuer.url).await;
     common::wait_until("keys", std::time::Duration::from_secs(5), || {
         issuer.fetches() >= 1
@@ -213,7 +191,7 @@ async fn duplicate_json_members_in_a_token_are_refused() {
 
 #[tokio::test]
 async fn no_normalization_difference_reaches_the_protected_route() {
-    let (up, seen) = recording().await;
+    let (up, seen) = header_recorder().await;
     let gw = gateway(up, "https://idp.example").await;
     // Refused outright.
     for p in [
@@ -250,7 +228,7 @@ async fn no_normalization_difference_reaches_the_protected_route() {
 
 #[tokio::test]
 async fn connection_listed_forwarding_and_identity_headers_cannot_be_smuggled() {
-    let (up, seen) = recording().await;
+    let (up, seen) = header_recorder().await;
     let gw = gateway(up, "https://idp.example").await;
     let out = raw(
         &gw,

@@ -236,16 +236,6 @@ fn bearer(env: &Env, sub: &str, groups: &[&str]) -> String {
     )
 }
 
-fn claims_of(jwt: &str) -> Value {
-    let p = jwt.split('.').nth(1).unwrap();
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(p)
-            .unwrap(),
-    )
-    .unwrap()
-}
-
 fn verify_hs256(jwt: &str, secret: &str) -> bool {
     let (msg, sig) = jwt.rsplit_once('.').unwrap();
     let mut m = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
@@ -441,7 +431,7 @@ async fn opentok_tokens_are_fresh_per_request() {
         let t = last_header(&env.api, "x-opentok-auth");
         assert!(!t.starts_with("Bearer"), "no Bearer prefix");
         assert!(verify_hs256(&t, OPENTOK_SECRET));
-        let c = claims_of(&t);
+        let c = jwt_claims(&t);
         assert_eq!(
             (c["iss"].as_str(), c["ist"].as_str()),
             (Some("12345678"), Some("project"))
@@ -477,7 +467,7 @@ async fn host_role_decides_the_meeting_sdk_role() {
         if let Some(role) = role {
             let sig = last_header(&env.api, "x-zoom-signature");
             assert!(verify_hs256(&sig, SDK_SECRET));
-            let c = claims_of(&sig);
+            let c = jwt_claims(&sig);
             assert_eq!(c["role"], role);
             assert_eq!(c["mn"], "85746065432");
             assert_eq!(c["appKey"], "abcTESTsdkKEY123");
@@ -543,7 +533,7 @@ async fn sdk_signature_answers_and_refusals() {
     assert_eq!(v["role"], 0);
     let sig = v["signature"].as_str().unwrap();
     assert!(verify_hs256(sig, SDK_SECRET));
-    assert_eq!(claims_of(sig)["mn"], "85746065432");
+    assert_eq!(jwt_claims(sig)["mn"], "85746065432");
     let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
     assert_eq!(keys.len(), 4);
 
@@ -619,7 +609,7 @@ async fn video_session_tokens() {
     );
     let t = v["token"].as_str().unwrap();
     assert!(verify_hs256(t, VIDEO_SECRET));
-    let c = claims_of(t);
+    let c = jwt_claims(t);
     assert_eq!(
         (
             c["app_key"].as_str(),
@@ -645,7 +635,7 @@ async fn video_session_tokens() {
     )
     .await;
     assert_eq!(s, StatusCode::OK);
-    let c = claims_of(v["token"].as_str().unwrap());
+    let c = jwt_claims(v["token"].as_str().unwrap());
     assert_eq!(
         (c["user_identity"].as_str(), c["session_key"].as_str()),
         (Some("alice"), Some("abc"))

@@ -9,7 +9,6 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use base64::Engine as _;
 use common::issuer::{Issuer, SigningKey};
 use common::*;
 use http::StatusCode;
@@ -19,15 +18,6 @@ use serde_json::{json, Value};
 const SDK_SECRET: &str = "00112233445566778899aabbccddeeff";
 const VIDEO_SECRET: &str = "TestVideoSdkSecret_AbC123dEf456gH";
 const OPENTOK_SECRET: &str = "0123456789abcdef0123456789abcdef01234567";
-
-fn claims(jwt: &str) -> Value {
-    serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(jwt.split('.').nth(1).unwrap())
-            .unwrap(),
-    )
-    .unwrap()
-}
 
 fn type_of(v: &Value) -> &'static str {
     match v {
@@ -156,7 +146,7 @@ inject = [{{ credential = "video", header = "X-OPENTOK-AUTH" }}]
     );
     assert_eq!(result["opentok_verifies_ours"], json!([true]));
     let official = result["opentok_claims"].as_object().unwrap();
-    let ours = claims(&opentok);
+    let ours = jwt_claims(&opentok);
     let ours = ours.as_object().unwrap();
     for (k, v) in official {
         assert!(ours.contains_key(k), "official claim {k} missing from ours");

@@ -6,15 +6,11 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aes_gcm::aead::{Aead, Payload};
-use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
 use base64::Engine as _;
 use common::issuer::{Issuer, SigningKey};
 use common::*;
-use hmac::{Hmac, Mac};
 use http::{Response, StatusCode};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 const SDK_SECRET: &str = "leakcheck-meeting-sdk-secret-Q1";
 const VIDEO_SECRET: &str = "leakcheck-video-sdk-secret-Q2";
@@ -24,21 +20,6 @@ const WEBHOOK_SECRET: &str = "leakcheck-webhook-secret-token-Q5";
 const ZOOM_APP_SECRET: &str = "leakcheck-zoom-app-client-secret-Q6";
 const S2S_TOKEN: &str = "leakcheck-s2s-access-token-Q7";
 const MEETING_UUID: &str = "leakcheck-meeting-uuid-Q8==";
-
-/// An upstream that answers "ok" and records the headers it received.
-async fn recording_upstream() -> (std::net::SocketAddr, Arc<Mutex<Vec<http::HeaderMap>>>) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let s2 = seen.clone();
-    let addr = upstream(move |req: http::Request<hyper::body::Incoming>| {
-        let seen = s2.clone();
-        async move {
-            seen.lock().unwrap().push(req.headers().clone());
-            Response::new(full("ok"))
-        }
-    })
-    .await;
-    (addr, seen)
-}
 
 async fn token_endpoint() -> std::net::SocketAddr {
     upstream(|_req| async {
@@ -50,34 +31,17 @@ async fn token_endpoint() -> std::net::SocketAddr {
     .await
 }
 
-fn zoom_context(secret: &str) -> String {
+fn zoom_context_for(secret: &str) -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64;
     let plain = json!({ "typ": "meeting", "uid": "zoom-user-1", "mid": MEETING_UUID, "iss": "marketplace.zoom.us", "ts": now, "exp": now + 120_000, "attendrole": "host" });
-    let key: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
-    let ct = Aes256Gcm::new(&key.into())
-        .encrypt(
-            &Nonce::try_from(&[3u8; 12][..]).unwrap(),
-            Payload {
-                msg: plain.to_string().as_bytes(),
-                aad: b"",
-            },
-        )
-        .unwrap();
-    let mut blob = vec![12u8];
-    blob.extend([3u8; 12]);
-    blob.extend(0u16.to_le_bytes());
-    blob.extend(((ct.len() - 16) as u32).to_le_bytes());
-    blob.extend(ct);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(blob)
+    zoom_context(&plain, secret)
 }
 
 fn zoom_signature(ts: &str, body: &str) -> String {
-    let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(WEBHOOK_SECRET.as_bytes()).unwrap();
-    m.update(format!("v0:{ts}:{body}").as_bytes());
-    format!("v0={}", hex::encode(m.finalize().into_bytes()))
+    zoom_webhook_signature(WEBHOOK_SECRET, ts, body.as_bytes())
 }
 
 fn config(
@@ -203,7 +167,7 @@ struct Seen {
 async fn nothing_secret_is_written_anywhere() {
     let key = SigningKey::ec("ec-1");
     let issuer = Issuer::start(vec![key.clone()]).await;
-    let (up, received) = recording_upstream().await;
+    let (up, received) = header_recorder().await;
     let tokens = token_endpoint().await;
     let certs = Certs::new();
     let dir = tempfile::tempdir().unwrap();
@@ -234,7 +198,7 @@ async fn nothing_secret_is_written_anywhere() {
     let bad = "Bearer eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJtYWxsb3J5In0.c2lnbmF0dXJlLXZhbHVlLWxlYWs"
         .to_owned();
     bearer_tokens.push(bad[7..].to_owned());
-    let ctx = zoom_context(ZOOM_APP_SECRET);
+    let ctx = zoom_context_for(ZOOM_APP_SECRET);
     let ts = common::issuer::now().to_string();
     let event = r#"{"event":"meeting.started","payload":{"id":"1"}}"#;
     let validation = r#"{"event":"endpoint.url_validation","payload":{"plainToken":"leak-plain"}}"#;
@@ -358,7 +322,7 @@ async fn nothing_secret_is_written_anywhere() {
         (
             "GET",
             "/zoomapp/home".into(),
-            vec![("x-zoom-app-context", zoom_context("wrong-secret"))],
+            vec![("x-zoom-app-context", zoom_context_for("wrong-secret"))],
             String::new(),
             false,
         ),
@@ -391,7 +355,7 @@ async fn nothing_secret_is_written_anywhere() {
     // What the gateway minted or fetched (seen by the upstream or answered on
     // purpose) must appear nowhere else.
     let mut minted: Vec<String> = Vec::new();
-    for h in received.lock().unwrap().iter() {
+    for (_, h) in received.lock().unwrap().iter() {
         for name in ["x-zoom-signature", "x-opentok-auth", "authorization"] {
             if let Some(v) = h.get(name) {
                 minted.push(v.to_str().unwrap().trim_start_matches("Bearer ").to_owned());
@@ -491,11 +455,11 @@ async fn audit_setup() -> (
     Arc<Issuer>,
     SigningKey,
     std::path::PathBuf,
-    Arc<Mutex<Vec<http::HeaderMap>>>,
+    Arc<Mutex<Vec<(String, http::HeaderMap)>>>,
 ) {
     let key = SigningKey::ec("ec-1");
     let issuer = Issuer::start(vec![key.clone()]).await;
-    let (up, received) = recording_upstream().await;
+    let (up, received) = header_recorder().await;
     let tokens = token_endpoint().await;
     let audit_dir = tempfile::tempdir().unwrap().keep();
     let audit = audit_dir.join("audit.log");
@@ -540,7 +504,7 @@ async fn request_ids_round_trip() {
     .await;
     assert_eq!(h["x-request-id"], "abc-123.XYZ:1");
     assert_eq!(
-        received.lock().unwrap().last().unwrap()["x-request-id"],
+        received.lock().unwrap().last().unwrap().1["x-request-id"],
         "abc-123.XYZ:1",
         "forwarded upstream"
     );
@@ -556,7 +520,7 @@ async fn request_ids_round_trip() {
         "a malformed id is replaced: {id}"
     );
     assert_eq!(
-        received.lock().unwrap().last().unwrap()["x-request-id"],
+        received.lock().unwrap().last().unwrap().1["x-request-id"],
         id.as_str()
     );
     let (s, h, _) = get(&c, &gw.url("/nowhere"), &[]).await;

@@ -8,10 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use hmac::{Hmac, KeyInit, Mac};
+
 use http::{Response, StatusCode};
 use http_body_util::BodyExt;
-use sha2::Sha256;
 
 const SECRET: &str = "wh_test_secret_7c1f0a2b9d";
 const OLD_SECRET: &str = "previous-secret-still-valid";
@@ -79,13 +78,6 @@ fn now() -> u64 {
     common::issuer::now()
 }
 
-fn sign(secret: &str, ts: &str, body: &[u8]) -> String {
-    let mut m = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    m.update(format!("v0:{ts}:").as_bytes());
-    m.update(body);
-    format!("v0={}", hex::encode(m.finalize().into_bytes()))
-}
-
 const EVENT: &str = r#"{"event":"meeting.started","event_ts":1739923527123,"payload":{"account_id":"AbCdEfGhIjKlMnOpQrStUv","object":{"id":"85746065432","topic":"Réunion café","type":2}}}"#;
 
 async fn post(
@@ -116,7 +108,7 @@ async fn post_signed(
     body: &str,
 ) -> (StatusCode, serde_json::Value) {
     let ts = ts.to_string();
-    let sig = sign(secret, &ts, body.as_bytes());
+    let sig = zoom_webhook_signature(secret, &ts, body.as_bytes());
     post(
         gw,
         &[
@@ -134,7 +126,7 @@ async fn a_verified_event_reaches_the_app_byte_exact() {
     let (up, rec) = recording_upstream().await;
     let gw = gateway(up, 300).await;
     let ts = now().to_string();
-    let sig = sign(SECRET, &ts, EVENT.as_bytes());
+    let sig = zoom_webhook_signature(SECRET, &ts, EVENT.as_bytes());
     let (s, _) = post(
         &gw,
         &[
@@ -165,8 +157,8 @@ async fn refused_deliveries_are_401_and_never_forwarded() {
     let (up, rec) = recording_upstream().await;
     let gw = gateway(up, 300).await;
     let ts = now();
-    let good = sign(SECRET, &ts.to_string(), EVENT.as_bytes());
-    let other_body = sign(SECRET, &ts.to_string(), b"{\"event\":\"other\"}");
+    let good = zoom_webhook_signature(SECRET, &ts.to_string(), EVENT.as_bytes());
+    let other_body = zoom_webhook_signature(SECRET, &ts.to_string(), b"{\"event\":\"other\"}");
     // (what, headers, reason)
     type Case<'a> = (&'a str, Vec<(&'a str, String)>, &'a str);
     // The exact ±300 s boundary is pinned by the unit tests (vectors); here a
@@ -185,7 +177,7 @@ async fn refused_deliveries_are_401_and_never_forwarded() {
             vec![
                 (
                     "x-zm-signature",
-                    sign("not-the-secret", &ts.to_string(), EVENT.as_bytes()),
+                    zoom_webhook_signature("not-the-secret", &ts.to_string(), EVENT.as_bytes()),
                 ),
                 ("x-zm-request-timestamp", ts.to_string()),
             ],
@@ -222,7 +214,7 @@ async fn refused_deliveries_are_401_and_never_forwarded() {
             vec![
                 (
                     "x-zm-signature",
-                    sign(SECRET, &(ts - 400).to_string(), EVENT.as_bytes()),
+                    zoom_webhook_signature(SECRET, &(ts - 400).to_string(), EVENT.as_bytes()),
                 ),
                 ("x-zm-request-timestamp", (ts - 400).to_string()),
             ],
@@ -233,7 +225,7 @@ async fn refused_deliveries_are_401_and_never_forwarded() {
             vec![
                 (
                     "x-zm-signature",
-                    sign(SECRET, &(ts + 400).to_string(), EVENT.as_bytes()),
+                    zoom_webhook_signature(SECRET, &(ts + 400).to_string(), EVENT.as_bytes()),
                 ),
                 ("x-zm-request-timestamp", (ts + 400).to_string()),
             ],

@@ -3,41 +3,11 @@
 
 mod common;
 
-use aes_gcm::aead::{Aead, Payload};
-use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
-use base64::Engine as _;
 use common::*;
 use http::StatusCode;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 const SECRET: &str = "zoom-app-test-secret-0123456789";
-
-/// Builds a context exactly as spec section 6 lays it out, independently of
-/// the gateway's parser.
-fn context(plain: &Value, secret: &str) -> String {
-    let key: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
-    let iv = [7u8; 12];
-    let aad = b"test-aad";
-    let ct = Aes256Gcm::new(&key.into())
-        .encrypt(
-            &Nonce::try_from(&iv[..]).unwrap(),
-            Payload {
-                msg: plain.to_string().as_bytes(),
-                aad,
-            },
-        )
-        .unwrap();
-    let (ct, tag) = ct.split_at(ct.len() - 16);
-    let mut blob = vec![12u8];
-    blob.extend(iv);
-    blob.extend((aad.len() as u16).to_le_bytes());
-    blob.extend(aad);
-    blob.extend((ct.len() as u32).to_le_bytes());
-    blob.extend(ct);
-    blob.extend(tag);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(blob)
-}
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -99,7 +69,7 @@ upstream = "http://{up}"
 #[tokio::test]
 async fn a_valid_context_becomes_zoom_headers() {
     let gw = gateway().await;
-    let ctx = context(&plain(json!({})), SECRET);
+    let ctx = zoom_context(&plain(json!({})), SECRET);
     let (s, _, b) = get(
         &gw.h2(),
         &gw.url("/zoomapp/home"),
@@ -129,7 +99,7 @@ async fn a_valid_context_becomes_zoom_headers() {
 #[tokio::test]
 async fn absent_fields_omit_their_headers() {
     let gw = gateway().await;
-    let ctx = context(
+    let ctx = zoom_context(
         &plain(json!({ "typ": "panel", "mid": null, "attendrole": null })),
         SECRET,
     );
@@ -152,7 +122,7 @@ async fn refusals_are_401_with_reason_codes() {
         ("missing", None, "missing_context"),
         (
             "wrong secret",
-            Some(context(&plain(json!({})), "another-secret")),
+            Some(zoom_context(&plain(json!({})), "another-secret")),
             "invalid_context",
         ),
         (
@@ -162,32 +132,41 @@ async fn refusals_are_401_with_reason_codes() {
         ),
         (
             "expired",
-            Some(context(&plain(json!({ "exp": now_ms() - 1_000 })), SECRET)),
+            Some(zoom_context(
+                &plain(json!({ "exp": now_ms() - 1_000 })),
+                SECRET,
+            )),
             "context_expired",
         ),
         (
             "too old",
-            Some(context(&plain(json!({ "ts": now_ms() - 301_000 })), SECRET)),
+            Some(zoom_context(
+                &plain(json!({ "ts": now_ms() - 301_000 })),
+                SECRET,
+            )),
             "context_expired",
         ),
         (
             "no exp",
-            Some(context(&plain(json!({ "exp": null })), SECRET)),
+            Some(zoom_context(&plain(json!({ "exp": null })), SECRET)),
             "invalid_context",
         ),
         (
             "wrong iss",
-            Some(context(&plain(json!({ "iss": "evil.example" })), SECRET)),
+            Some(zoom_context(
+                &plain(json!({ "iss": "evil.example" })),
+                SECRET,
+            )),
             "invalid_context",
         ),
         (
             "wrong aud",
-            Some(context(&plain(json!({ "aud": "OTHER" })), SECRET)),
+            Some(zoom_context(&plain(json!({ "aud": "OTHER" })), SECRET)),
             "invalid_context",
         ),
         (
             "guest",
-            Some(context(&plain(json!({ "uid": null })), SECRET)),
+            Some(zoom_context(&plain(json!({ "uid": null })), SECRET)),
             "guest_not_allowed",
         ),
     ];
@@ -212,7 +191,7 @@ async fn refusals_are_401_with_reason_codes() {
 #[tokio::test]
 async fn guests_pass_where_allowed_with_the_guest_header() {
     let gw = gateway().await;
-    let ctx = context(
+    let ctx = zoom_context(
         &plain(json!({ "uid": null, "iid": "u1zORRbITkev9brKC0RNDA==" })),
         SECRET,
     );

@@ -515,3 +515,76 @@ pub fn ensure_pyjwt() {
         }
     });
 }
+
+/// An upstream answering "ok" that records each request's target and headers.
+pub async fn header_recorder() -> (
+    SocketAddr,
+    Arc<std::sync::Mutex<Vec<(String, http::HeaderMap)>>>,
+) {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    let addr = upstream(move |req: Request<Incoming>| {
+        let seen = s2.clone();
+        async move {
+            seen.lock()
+                .unwrap()
+                .push((req.uri().to_string(), req.headers().clone()));
+            Response::new(full("ok"))
+        }
+    })
+    .await;
+    (addr, seen)
+}
+
+/// An `x-zoom-app-context` header built exactly as spec section 6 lays it
+/// out (12-byte IV, AAD, little-endian lengths, 16-byte tag, base64url),
+/// independently of the gateway's parser.
+pub fn zoom_context(plain: &serde_json::Value, secret: &str) -> String {
+    use aes_gcm::aead::{Aead, Payload};
+    use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
+    use base64::Engine as _;
+    use sha2::Digest;
+    let key: [u8; 32] = sha2::Sha256::digest(secret.as_bytes()).into();
+    let iv = [7u8; 12];
+    let aad = b"test-aad";
+    let ct = Aes256Gcm::new(&key.into())
+        .encrypt(
+            &Nonce::try_from(&iv[..]).unwrap(),
+            Payload {
+                msg: plain.to_string().as_bytes(),
+                aad,
+            },
+        )
+        .unwrap();
+    let (ct, tag) = ct.split_at(ct.len() - 16);
+    let mut blob = vec![12u8];
+    blob.extend(iv);
+    blob.extend((aad.len() as u16).to_le_bytes());
+    blob.extend(aad);
+    blob.extend((ct.len() as u32).to_le_bytes());
+    blob.extend(ct);
+    blob.extend(tag);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(blob)
+}
+
+/// `x-zm-signature` for a Zoom webhook: `v0=` + hex HMAC-SHA256 over
+/// `v0:{timestamp}:{body}`.
+pub fn zoom_webhook_signature(secret: &str, ts: &str, body: &[u8]) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut m = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    m.update(format!("v0:{ts}:").as_bytes());
+    m.update(body);
+    format!("v0={}", hex::encode(m.finalize().into_bytes()))
+}
+
+/// The claims of a compact JWT (no verification).
+pub fn jwt_claims(jwt: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    let part = jwt.split('.').nth(1).expect("a compact JWT");
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .unwrap(),
+    )
+    .unwrap()
+}
