@@ -284,8 +284,13 @@ async fn run(
         return Ok(answer);
     }
 
-    // Inject: minted or fetched credentials for the upstream.
-    let query = req.uri().query().map(str::to_owned);
+    // Inject: minted or fetched credentials for the upstream. (The query is
+    // only copied for routes that inject: it may name the meeting or role.)
+    let query = if route.inject.is_empty() {
+        None
+    } else {
+        req.uri().query().map(str::to_owned)
+    };
     let injected = inject::inject(
         &route,
         snap,
