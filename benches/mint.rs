@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use criterion::{criterion_group, criterion_main, Criterion};
 use meetgate::config::{build, BuildMode};
 use meetgate::credentials::mint;
-use meetgate::credentials::oauth::{CredentialRegistry, MemoryTokenStore};
+use meetgate::credentials::oauth::CredentialRegistry;
 
 fn bench(c: &mut Criterion) {
     let now = 1_700_000_000;
@@ -84,9 +84,10 @@ fn bench(c: &mut Criterion) {
         &lookup,
     )
     .unwrap();
+    let metrics = std::sync::Arc::new(meetgate::metrics::Metrics::default());
     let registry = CredentialRegistry::new(
-        std::sync::Arc::new(MemoryTokenStore::default()),
-        std::sync::Arc::new(meetgate::metrics::Metrics::default()),
+        std::sync::Arc::new(meetgate::cluster::Cluster::new(metrics.clone())),
+        metrics,
     );
     let source = {
         let _guard = rt.enter();

@@ -33,12 +33,6 @@ pub fn check(config_path: &Path) -> anyhow::Result<ExitCode> {
                     None => println!("{}: warning: {w}", config_path.display()),
                 }
             }
-            for note in snap.unsupported_stages() {
-                println!(
-                    "{}: note: {note}; `run` refuses this file until it is",
-                    config_path.display()
-                );
-            }
             println!(
                 "{}: OK ({} routes, {} identities, {} zoom apps, {} credentials, {} webhooks)",
                 config_path.display(),

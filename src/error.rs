@@ -78,9 +78,9 @@ pub enum GatewayError {
     #[error("no usable signing keys for identity {identity}")]
     KeysUnavailable { identity: String },
 
-    /// The route needs a stage this build cannot run. Only reachable if a
-    /// snapshot bypassed [`crate::config::Snapshot::unsupported_stages`]; it
-    /// fails closed rather than passing traffic unauthenticated.
+    /// The route needs a stage its snapshot cannot run (an internal
+    /// inconsistency); it fails closed rather than passing traffic
+    /// unauthenticated.
     #[error("route {route} needs the {stage} stage, which is not available")]
     StageUnavailable { route: String, stage: &'static str },
 

@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod body;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod credentials;
 pub mod demo;
@@ -62,6 +63,8 @@ pub struct State {
     pub credentials: credentials::oauth::CredentialRegistry,
     /// Delivered webhook events (outlive snapshots).
     pub replay: Arc<dyn replay::ReplayStore>,
+    /// The `[cluster]` Redis link shared by the replay and token stores.
+    pub cluster: Arc<cluster::Cluster>,
     /// Prometheus metrics.
     pub metrics: Arc<metrics::Metrics>,
     /// The audit trail, when `[audit]` is configured.
@@ -85,6 +88,7 @@ impl State {
         }
         match load_runnable(&self.config_path, &self.env) {
             Ok(mut snap) => {
+                self.cluster.sync(snap.cluster.as_ref());
                 snap.identity_keys = self.jwks.sync(&snap);
                 snap.credential_sources = self.credentials.sync(&snap);
                 // Audiences, algorithms or claims mapping may have changed.
@@ -153,8 +157,6 @@ impl State {
 pub enum StartError {
     #[error(transparent)]
     Config(#[from] LoadError),
-    #[error("the configuration needs features this build does not provide:\n  {}", .0.join("\n  "))]
-    Unsupported(Vec<String>),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -181,14 +183,9 @@ impl StartError {
     }
 }
 
-/// Loads a snapshot that this build can serve.
+/// Loads a snapshot to serve.
 fn load_runnable(path: &Path, env: &Env) -> Result<Snapshot, StartError> {
-    let snap = config::load_file(path, BuildMode::Run, &**env)?;
-    let unsupported = snap.unsupported_stages();
-    if !unsupported.is_empty() {
-        return Err(StartError::Unsupported(unsupported));
-    }
-    Ok(snap)
+    Ok(config::load_file(path, BuildMode::Run, &**env)?)
 }
 
 /// A running gateway.
@@ -243,11 +240,10 @@ pub async fn start(config_path: &Path, env: Env) -> Result<Gateway, StartError> 
         admin.as_ref().map(local),
     );
 
+    let cluster = Arc::new(cluster::Cluster::new(metrics.clone()));
+    cluster.sync(snap.cluster.as_ref());
     snap.identity_keys = jwks.sync(&snap);
-    let credentials = credentials::oauth::CredentialRegistry::new(
-        Arc::new(credentials::oauth::MemoryTokenStore::default()),
-        metrics.clone(),
-    );
+    let credentials = credentials::oauth::CredentialRegistry::new(cluster.clone(), metrics.clone());
     let audit = match &snap.audit {
         Some(a) => {
             let base = config_path.parent().unwrap_or(Path::new(".")).to_owned();
@@ -268,7 +264,8 @@ pub async fn start(config_path: &Path, env: Env) -> Result<Gateway, StartError> 
         snapshot: ArcSwap::from_pointee(snap),
         jwks,
         tokens,
-        replay: Arc::new(replay::MemoryReplayStore::default()),
+        replay: Arc::new(replay::SharedReplayStore::new(cluster.clone())),
+        cluster,
         metrics,
         audit: arc_swap::ArcSwapOption::new(audit),
         generation: AtomicU64::new(1),

@@ -113,6 +113,8 @@ pub struct Metrics {
     pub config_reloads: Family<ResultLabel, Counter>,
     pub config_generation: Gauge,
     pub audit_dropped: Counter,
+    pub cluster_store_errors: Counter,
+    pub cluster_store_up: Gauge,
     build_info: Family<VersionLabel, Gauge>,
 }
 
@@ -134,6 +136,8 @@ impl Default for Metrics {
             config_reloads: Family::default(),
             config_generation: Gauge::default(),
             audit_dropped: Counter::default(),
+            cluster_store_errors: Counter::default(),
+            cluster_store_up: Gauge::default(),
             build_info: Family::default(),
             registry: Registry::default(),
         };
@@ -210,6 +214,16 @@ impl Default for Metrics {
             "meetgate_audit_dropped",
             "Audit lines dropped because the writer fell behind",
             m.audit_dropped.clone(),
+        );
+        registry.register(
+            "meetgate_cluster_store_errors",
+            "Redis operations of the [cluster] store that failed or timed out (each fell back to the in-process store)",
+            m.cluster_store_errors.clone(),
+        );
+        registry.register(
+            "meetgate_cluster_store_up",
+            "1 while the [cluster] Redis store answers, 0 while replicas serve from in-process stores",
+            m.cluster_store_up.clone(),
         );
         registry.register(
             "meetgate_build_info",

@@ -3,80 +3,22 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
 use common::issuer::{Issuer, SigningKey};
+use common::token_server::{token_server, TokenServer, S2S_SECRET};
 use common::*;
 use hmac::{Hmac, KeyInit, Mac};
 use http::{Response, StatusCode};
-use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-const S2S_SECRET: &str = "s2s-client-secret-value-123";
 const SDK_SECRET: &str = "meeting-sdk-secret-value-456";
 const VIDEO_SECRET: &str = "video-sdk-secret-value-789";
 const OPENTOK_SECRET: &str = "0123456789abcdef0123456789abcdef01234567";
-
-/// A token endpoint as spec section 4 describes it.
-#[derive(Default)]
-struct TokenServer {
-    requests: AtomicUsize,
-    issued: AtomicU64,
-    expires_in: AtomicU64,
-    down: AtomicBool,
-    refuse: AtomicBool,
-    delay_ms: AtomicU64,
-    bad_requests: Mutex<Vec<String>>,
-}
-
-async fn token_server() -> (std::net::SocketAddr, Arc<TokenServer>) {
-    let ts = Arc::new(TokenServer::default());
-    ts.expires_in.store(3599, Ordering::SeqCst);
-    let t = ts.clone();
-    let addr = upstream(move |req: http::Request<hyper::body::Incoming>| {
-        let t = t.clone();
-        async move {
-            let (parts, body) = req.into_parts();
-            let body = body.collect().await.unwrap().to_bytes();
-            t.requests.fetch_add(1, Ordering::SeqCst);
-            let delay = t.delay_ms.load(Ordering::SeqCst);
-            if delay > 0 {
-                tokio::time::sleep(Duration::from_millis(delay)).await;
-            }
-            let reply = |status: u16, v: Value| {
-                let mut r = Response::new(full(v.to_string()));
-                *r.status_mut() = StatusCode::from_u16(status).unwrap();
-                r
-            };
-            if t.down.load(Ordering::SeqCst) {
-                return reply(500, json!({ "error": "server_error" }));
-            }
-            let basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("TESTclientID:{S2S_SECRET}")));
-            let ok = parts.method == http::Method::POST
-                && parts.uri.path() == "/oauth/token"
-                && parts.headers.get("authorization").is_some_and(|v| v == basic.as_str())
-                && parts.headers.get("content-type").is_some_and(|v| v == "application/x-www-form-urlencoded")
-                && &body[..] == b"grant_type=account_credentials&account_id=TESTaccountID";
-            if !ok {
-                t.bad_requests.lock().unwrap().push(format!("{} {} {:?}", parts.method, parts.uri, body));
-            }
-            if t.refuse.load(Ordering::SeqCst) || !ok {
-                return reply(400, json!({ "reason": "Invalid client_id or client_secret", "error": "invalid_client" }));
-            }
-            let n = t.issued.fetch_add(1, Ordering::SeqCst) + 1;
-            reply(200, json!({
-                "access_token": format!("tok-{n}"), "token_type": "bearer",
-                "expires_in": t.expires_in.load(Ordering::SeqCst), "scope": "meeting:read:admin", "api_url": "https://api.zoom.us"
-            }))
-        }
-    })
-    .await;
-    (addr, ts)
-}
 
 /// An API that records the credential headers it saw and refuses tokens in
 /// `revoked` with Zoom's 401 code 124.

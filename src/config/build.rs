@@ -288,16 +288,15 @@ impl Builder<'_, '_> {
         let audit = raw.audit.as_ref().map(|a| AuditSettings {
             path: a.path.clone().unwrap_or_else(|| "-".to_owned()),
         });
-        let cluster = raw
-            .cluster
-            .as_ref()
-            .and_then(|c| self.cluster(c, &root.key("cluster")));
-
         let mut roots = tls::webpki_roots();
         if let Some(ca) = raw.outbound.as_ref().and_then(|o| o.ca_file.as_ref()) {
             let p = root.key("outbound").key("ca_file");
             self.add_roots(&mut roots, ca, &p);
         }
+        let cluster = raw
+            .cluster
+            .as_ref()
+            .and_then(|c| self.cluster(c, &root.key("cluster"), &roots));
 
         let identities = self.named(&raw.identity, "identity", Self::identity);
         let zoom_apps = self.named(&raw.zoom_app, "zoom_app", Self::zoom_app);
@@ -465,7 +464,12 @@ impl Builder<'_, '_> {
         }
     }
 
-    fn cluster(&mut self, c: &RawCluster, p: &KeyPath) -> Option<ClusterSettings> {
+    fn cluster(
+        &mut self,
+        c: &RawCluster,
+        p: &KeyPath,
+        roots: &rustls::RootCertStore,
+    ) -> Option<ClusterSettings> {
         let url = self.required(&c.redis_url, &p.key("redis_url"))?;
         let url = self.secret(url, &p.key("redis_url"))?;
         let scheme_ok = {
@@ -474,12 +478,13 @@ impl Builder<'_, '_> {
         };
         if !scheme_ok {
             self.err(&p.key("redis_url"), "must start with redis:// or rediss://");
+            return None;
         }
         let redis_password = c
             .redis_password
             .as_ref()
             .and_then(|s| self.secret(s, &p.key("redis_password")));
-        Some(ClusterSettings {
+        let settings = ClusterSettings {
             redis_url: url,
             redis_password,
             key_prefix: c
@@ -487,7 +492,13 @@ impl Builder<'_, '_> {
                 .clone()
                 .unwrap_or_else(|| "meetgate:".to_owned()),
             timeout: self.millis(c.timeout_ms, 250, &p.key("timeout_ms")),
-        })
+            roots: roots.clone(),
+        };
+        if let Err(e) = crate::cluster::endpoint(&settings) {
+            self.err(&p.key("redis_url"), e);
+            return None;
+        }
+        Some(settings)
     }
 
     fn add_roots(&mut self, roots: &mut rustls::RootCertStore, file: &str, p: &KeyPath) {

@@ -124,6 +124,9 @@ pub struct ClusterSettings {
     pub redis_password: Option<SecretString>,
     pub key_prefix: String,
     pub timeout: Duration,
+    /// Trust for `rediss://`: the outbound roots (webpki plus
+    /// `[outbound] ca_file`).
+    pub roots: rustls::RootCertStore,
 }
 
 /// `[identity.NAME]`
@@ -332,17 +335,6 @@ pub struct Respond {
 }
 
 impl Snapshot {
-    /// Parts of this configuration that need a feature this build does not
-    /// run yet (today: the shared `[cluster]` store). The gateway refuses to start (or to apply a reload) while this is
-    /// non-empty, so such a route can never pass traffic unchecked.
-    pub fn unsupported_stages(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        if self.cluster.is_some() {
-            out.push("`[cluster]` (shared Redis store) is not available in this build".to_owned());
-        }
-        out
-    }
-
     /// Resolves a path written in the file relative to the file's directory.
     pub fn relative(&self, p: &str) -> PathBuf {
         relative_to(&self.source, p)

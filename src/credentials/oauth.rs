@@ -14,8 +14,14 @@
 //!   onto the token endpoint;
 //! - [`TokenSource::invalidate`] drops a token an upstream rejected.
 //!
-//! Tokens live in a [`TokenStore`] (in-process by default) keyed by a hash of
-//! the credential's settings, never by a secret.
+//! Tokens live in a [`MemoryTokenStore`] keyed by a hash of the credential's
+//! settings, never by a secret. With `[cluster]`, replicas share them through
+//! Redis (`PREFIX + "token:" + key`, JSON with the expiry): before fetching,
+//! a replica adopts a token another one fetched; otherwise it takes a short
+//! Redis lock (`PREFIX + "token-lock:" + key`) and fetches, while the others
+//! poll for the result — for at most `timeout_ms` plus one fetch, then they
+//! fetch themselves. Requests keep using a still-valid token meanwhile.
+//! Redis failing at any step means this replica fetches on its own.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -63,21 +69,13 @@ impl std::fmt::Debug for CachedToken {
     }
 }
 
-/// Where fetched tokens are kept (shared by replicas in a later store).
-pub trait TokenStore: Send + Sync {
-    fn get(&self, key: &str) -> Option<Arc<CachedToken>>;
-    fn put(&self, key: &str, token: Arc<CachedToken>);
-    /// Removes the token under `key` if it is still `value`.
-    fn remove_if(&self, key: &str, value: &str);
-}
-
-/// The in-process token store.
+/// The in-process token store (one per gateway, outliving reloads).
 #[derive(Default)]
 pub struct MemoryTokenStore {
     tokens: Mutex<HashMap<String, Arc<CachedToken>>>,
 }
 
-impl TokenStore for MemoryTokenStore {
+impl MemoryTokenStore {
     fn get(&self, key: &str) -> Option<Arc<CachedToken>> {
         self.tokens
             .lock()
@@ -93,6 +91,7 @@ impl TokenStore for MemoryTokenStore {
             .insert(key.to_owned(), token);
     }
 
+    /// Removes the token under `key` if it is still `value`.
     fn remove_if(&self, key: &str, value: &str) {
         let mut tokens = self.tokens.lock().expect("token store lock");
         if tokens.get(key).is_some_and(|t| {
@@ -242,7 +241,8 @@ pub struct TokenSource {
     kind: Arc<CredentialSettings>,
     key: String,
     client: UpstreamClient,
-    store: Arc<dyn TokenStore>,
+    store: Arc<MemoryTokenStore>,
+    cluster: Arc<crate::cluster::Cluster>,
     fetch_lock: tokio::sync::Mutex<()>,
     /// Until when requests do not trigger a fetch (after a failure).
     cooldown_until: Mutex<Option<Instant>>,
@@ -262,7 +262,8 @@ impl TokenSource {
     fn new(
         settings: Arc<CredentialSettings>,
         client: UpstreamClient,
-        store: Arc<dyn TokenStore>,
+        store: Arc<MemoryTokenStore>,
+        cluster: Arc<crate::cluster::Cluster>,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Self {
         TokenSource {
@@ -271,6 +272,7 @@ impl TokenSource {
             kind: settings,
             client,
             store,
+            cluster,
             fetch_lock: tokio::sync::Mutex::new(()),
             cooldown_until: Mutex::new(None),
             backoff: Mutex::new(BACKOFF_MIN),
@@ -327,13 +329,93 @@ impl TokenSource {
         if self.cooling_down() {
             return Err(FetchError::CoolingDown);
         }
-        self.fetch().await
+        let now = now_secs();
+        self.obtain(|t| now < t.expires_at).await
     }
 
     /// Drops `value` if it is still the cached token (an upstream rejected
-    /// it), so the next caller fetches a new one.
-    pub fn invalidate(&self, value: &str) {
+    /// it), here and in the shared store, so the next caller gets a new one.
+    pub async fn invalidate(&self, value: &str) {
         self.store.remove_if(&self.key, value);
+        if let Some(link) = self.cluster.link() {
+            let _ = link
+                .delete_token_if(&link.key("token", &self.key), value)
+                .await;
+        }
+    }
+
+    /// A token from the shared store when `[cluster]` is configured and one
+    /// there is `acceptable`; otherwise fetched, by this replica alone or by
+    /// whichever replica holds the shared lock. Called under `fetch_lock`.
+    async fn obtain(
+        &self,
+        acceptable: impl Fn(&CachedToken) -> bool,
+    ) -> Result<Arc<CachedToken>, FetchError> {
+        let Some(link) = self.cluster.link() else {
+            return self.fetch().await;
+        };
+        let token_key = link.key("token", &self.key);
+        let lock_key = link.key("token-lock", &self.key);
+        let owner = link.owner_token();
+        let deadline = Instant::now() + link.timeout() + FETCH_TIMEOUT;
+        // The shared token, made current here if it is acceptable.
+        let take = |shared: Option<String>| {
+            let t = shared.as_deref().and_then(parse_shared)?;
+            acceptable(&t).then(|| {
+                tracing::debug!(credential = %self.name, "token taken from the cluster store");
+                let t = Arc::new(t);
+                self.accept(t.clone());
+                t
+            })
+        };
+        loop {
+            let Some(shared) = link.get(&token_key).await else {
+                break;
+            };
+            if let Some(t) = take(shared) {
+                return Ok(t);
+            }
+            match link.set_nx(&lock_key, &owner, SHARED_LOCK_TTL).await {
+                Some(true) => {
+                    // Re-check under the lock: the previous holder may have
+                    // stored its token between our read and our lock.
+                    if let Some(t) = take(link.get(&token_key).await.flatten()) {
+                        let _ = link.delete_if_equal(&lock_key, &owner).await;
+                        return Ok(t);
+                    }
+                    let result = self.fetch().await;
+                    if let Ok(t) = &result {
+                        let ttl = t.expires_at.saturating_sub(now_secs());
+                        if ttl > 0 {
+                            let _ = link
+                                .set(&token_key, &shared_json(t), Duration::from_secs(ttl))
+                                .await;
+                        }
+                    }
+                    let _ = link.delete_if_equal(&lock_key, &owner).await;
+                    return result;
+                }
+                // Another replica is fetching: wait for its result.
+                Some(false) if Instant::now() < deadline => {
+                    tokio::time::sleep(SHARED_POLL).await;
+                }
+                Some(false) => {
+                    tracing::warn!(credential = %self.name, "no token from the replica holding the cluster lock in time; fetching here");
+                    break;
+                }
+                None => break,
+            }
+        }
+        self.fetch().await
+    }
+
+    /// Makes `token` the current one.
+    fn accept(&self, token: Arc<CachedToken>) {
+        self.store.put(&self.key, token);
+        self.obtained.store(true, Ordering::SeqCst);
+        *self.cooldown_until.lock().expect("cooldown lock") = None;
+        *self.backoff.lock().expect("backoff lock") = BACKOFF_MIN;
+        self.changed.notify_one();
     }
 
     async fn fetch(&self) -> Result<Arc<CachedToken>, FetchError> {
@@ -438,11 +520,7 @@ impl TokenSource {
         match result {
             Ok(token) => {
                 self.fetches_ok.fetch_add(1, Ordering::SeqCst);
-                self.store.put(&self.key, token.clone());
-                self.obtained.store(true, Ordering::SeqCst);
-                *self.cooldown_until.lock().expect("cooldown lock") = None;
-                *self.backoff.lock().expect("backoff lock") = BACKOFF_MIN;
-                self.changed.notify_one();
+                self.accept(token.clone());
                 tracing::debug!(credential = %self.name, expires_at = token.expires_at, "token fetched");
                 Ok(token)
             }
@@ -499,7 +577,9 @@ impl TokenSource {
                 let _guard = self.fetch_lock.lock().await;
                 if self.next_attempt_in().is_zero() {
                     // Errors are logged and turned into a cooldown by fetch().
-                    let _ = self.fetch().await;
+                    // A replica that refreshed already shares one not yet due.
+                    let now = now_secs();
+                    let _ = self.obtain(|t| now < t.refresh_at).await;
                 }
                 continue;
             }
@@ -509,6 +589,40 @@ impl TokenSource {
             }
         }
     }
+}
+
+/// How long the shared fetch lock lives at most (a replica that dies while
+/// fetching frees it after this).
+const SHARED_LOCK_TTL: Duration = Duration::from_secs(2 * FETCH_TIMEOUT.as_secs() + 5);
+/// How often a replica waiting for another one's fetch looks again.
+const SHARED_POLL: Duration = Duration::from_millis(50);
+
+/// A token as the cluster store keeps it.
+fn shared_json(t: &CachedToken) -> String {
+    serde_json::json!({
+        "access_token": t.value.expose_secret(),
+        "expires_at": t.expires_at,
+        "refresh_at": t.refresh_at,
+    })
+    .to_string()
+}
+
+/// Reads [`shared_json`]; anything else is ignored (and fetched over).
+fn parse_shared(s: &str) -> Option<CachedToken> {
+    #[derive(serde::Deserialize)]
+    struct Shared {
+        access_token: SecretString,
+        expires_at: u64,
+        refresh_at: u64,
+    }
+    let t: Shared = serde_json::from_str(s).ok()?;
+    let usable = !t.access_token.expose_secret().is_empty()
+        && HeaderValue::from_str(&format!("Bearer {}", t.access_token.expose_secret())).is_ok();
+    usable.then_some(CachedToken {
+        value: t.access_token,
+        expires_at: t.expires_at,
+        refresh_at: t.refresh_at,
+    })
 }
 
 /// A stable key for a credential's settings: a hash, so the secret itself is
@@ -528,16 +642,22 @@ fn settings_key(kind: &CredentialKind) -> String {
 
 /// Every fetched credential's token source, kept across reloads.
 pub struct CredentialRegistry {
-    store: Arc<dyn TokenStore>,
+    store: Arc<MemoryTokenStore>,
+    cluster: Arc<crate::cluster::Cluster>,
     metrics: Arc<crate::metrics::Metrics>,
     entries: crate::registry::TaskRegistry<TokenSource>,
 }
 
 impl CredentialRegistry {
-    /// A registry over `store`.
-    pub fn new(store: Arc<dyn TokenStore>, metrics: Arc<crate::metrics::Metrics>) -> Self {
+    /// A registry keeping tokens in process, shared through `cluster`
+    /// when it has a link.
+    pub fn new(
+        cluster: Arc<crate::cluster::Cluster>,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Self {
         CredentialRegistry {
-            store,
+            store: Arc::default(),
+            cluster,
             metrics,
             entries: Default::default(),
         }
@@ -558,6 +678,7 @@ impl CredentialRegistry {
                     snap.credentials[name].clone(),
                     snap.outbound.clone(),
                     self.store.clone(),
+                    self.cluster.clone(),
                     self.metrics.clone(),
                 ))
             },

@@ -1,10 +1,8 @@
 //! The request pipeline: `route → verify → authenticate → authorize →
 //! inject → respond | forward`, sequenced in one place ([`handle`]).
 //!
-//! Stages that later issues add plug in here; until one exists, a snapshot
-//! that needs it is refused at start and reload
-//! ([`crate::config::Snapshot::unsupported_stages`]) and, as a second line of
-//! defence, such a route fails closed here.
+//! A route whose stage cannot run (an inconsistent snapshot) fails closed
+//! here with 503 rather than passing traffic unchecked.
 
 pub mod authn;
 pub mod authz;
@@ -336,7 +334,9 @@ async fn run(
     if resp.status() == StatusCode::UNAUTHORIZED && !injected.fetched.is_empty() {
         // The upstream rejected a fetched token: never send it again.
         for (source, value) in &injected.fetched {
-            source.invalidate(secrecy::ExposeSecret::expose_secret(value));
+            source
+                .invalidate(secrecy::ExposeSecret::expose_secret(value))
+                .await;
         }
         if let (Some(again), Some(mut headers)) = (retry, base_headers) {
             tracing::info!(route = %route.name, "upstream refused the token; retrying once with a new one");
@@ -486,7 +486,7 @@ async fn webhook_route(
     log.upstream = Some(upstream_started.elapsed());
     if resp.status().is_success() {
         if let Some(d) = delivery {
-            d.delivered();
+            d.delivered().await;
         }
     }
     Ok(forward::into_response(resp))

@@ -64,7 +64,7 @@ fn answer<B>(state: &State, req: &Request<B>) -> Response<ResBody> {
             }
             not_ready.sort();
             let ready = not_ready.is_empty();
-            let body = serde_json::json!({
+            let mut body = serde_json::json!({
                 "ready": ready,
                 "not_ready": not_ready,
                 "config_generation": state.generation.load(Ordering::Relaxed),
@@ -73,6 +73,11 @@ fn answer<B>(state: &State, req: &Request<B>) -> Response<ResBody> {
                     "failed": state.reloads_failed.load(Ordering::Relaxed),
                 },
             });
+            // A Redis outage does not make the gateway unready: it serves
+            // from in-process stores (BEHAVIOUR.md item 34).
+            if let Some(up) = state.cluster.healthy() {
+                body["cluster_store"] = if up { "ok" } else { "degraded" }.into();
+            }
             let status = if ready {
                 StatusCode::OK
             } else {

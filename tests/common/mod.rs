@@ -460,6 +460,7 @@ impl Drop for BinaryGateway {
     }
 }
 pub mod issuer;
+pub mod token_server;
 
 /// `tests/interop`: pinned independent implementations (npm).
 pub fn interop_dir() -> PathBuf {

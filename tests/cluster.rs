@@ -1,0 +1,731 @@
+//! `[cluster]`: three gateways on different ports share one real
+//! `redis-server` (started on a loopback port by the harness) for webhook
+//! dedup and platform tokens, degrade to in-process stores when it dies and
+//! share again when it is back (BEHAVIOUR.md item 34).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::token_server::{token_server, TokenServer, S2S_SECRET};
+use common::*;
+use http::{Response, StatusCode};
+use http_body_util::BodyExt;
+
+const WEBHOOK_SECRET: &str = "cluster-webhook-secret-token";
+
+/// A `redis-server` on a loopback port, stopped on drop.
+struct Redis {
+    port: u16,
+    args: Vec<String>,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Redis {
+    async fn start() -> Redis {
+        Redis::start_with(&[]).await
+    }
+
+    /// Starts with extra `redis-server` arguments (the port is chosen here).
+    async fn start_with(extra: &[&str]) -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut r = Redis {
+            port,
+            args: extra.iter().map(|s| s.to_string()).collect(),
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+        };
+        r.restart().await;
+        r
+    }
+
+    /// (Re)starts the server on the same port and waits until it listens.
+    async fn restart(&mut self) {
+        let tls = self.args.iter().any(|a| a == "--tls-port");
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .args([
+                "--port",
+                &if tls {
+                    "0".to_owned()
+                } else {
+                    self.port.to_string()
+                },
+            ]);
+        if tls {
+            cmd.args(self.args.iter().map(|a| {
+                if a == "PORT" {
+                    self.port.to_string()
+                } else {
+                    a.clone()
+                }
+            }));
+        } else {
+            cmd.args(&self.args);
+        }
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (apt-get install redis-server; .ci/run does)");
+        self.child = Some(child);
+        let addr: SocketAddr = ([127, 0, 0, 1], self.port).into();
+        let start = Instant::now();
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "redis-server did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Kills the server (SIGKILL: no goodbye to the clients).
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// A direct connection for inspecting what the gateways stored.
+    async fn conn(&self, password: Option<&str>) -> redis::aio::MultiplexedConnection {
+        let url = match password {
+            Some(p) => format!("redis://:{p}@127.0.0.1:{}/0", self.port),
+            None => self.url(),
+        };
+        redis::Client::open(url)
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A webhook receiver counting the deliveries per body; answers slowly
+/// enough that concurrent duplicates overlap.
+#[derive(Default)]
+struct Receiver {
+    deliveries: Mutex<Vec<String>>,
+    count: AtomicUsize,
+}
+
+async fn receiver(delay: Duration) -> (SocketAddr, Arc<Receiver>) {
+    let rec = Arc::new(Receiver::default());
+    let r = rec.clone();
+    let addr = upstream(move |req: http::Request<hyper::body::Incoming>| {
+        let r = r.clone();
+        async move {
+            let body = req.into_body().collect().await.unwrap().to_bytes();
+            tokio::time::sleep(delay).await;
+            r.count.fetch_add(1, Ordering::SeqCst);
+            r.deliveries
+                .lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&body).into_owned());
+            Response::new(full("received"))
+        }
+    })
+    .await;
+    (addr, rec)
+}
+
+/// Three gateways with the same routes and `[cluster]` section.
+struct Replicas {
+    gws: Vec<TestGateway>,
+    tokens: Arc<TokenServer>,
+    api: Arc<Mutex<Vec<(String, http::HeaderMap)>>>,
+    hooks: Arc<Receiver>,
+}
+
+async fn replicas(cluster: &str, hook_delay: Duration) -> Replicas {
+    replicas_with(cluster, hook_delay, 3599).await
+}
+
+/// [`replicas`] whose token server issues tokens living `expires_in` s.
+async fn replicas_with(cluster: &str, hook_delay: Duration, expires_in: u64) -> Replicas {
+    let (ts_addr, tokens) = token_server().await;
+    tokens.expires_in.store(expires_in, Ordering::SeqCst);
+    let (api_addr, api) = header_recorder().await;
+    let (hook_addr, hooks) = receiver(hook_delay).await;
+    let rest = format!(
+        r#"
+{cluster}
+
+[credential.zoom_api]
+type = "zoom_s2s_oauth"
+account_id = "TESTaccountID"
+client_id = "TESTclientID"
+client_secret = "${{S2S_SECRET}}"
+token_url = "http://{ts_addr}/oauth/token"
+
+[webhook.zoom]
+type = "zoom"
+secret_tokens = ["${{WEBHOOK_SECRET}}"]
+
+[[route]]
+name = "zoom-api"
+path = "/zoom/*"
+upstream = "http://{api_addr}"
+authenticate = "none"
+inject = [{{ credential = "zoom_api", header = "Authorization" }}]
+
+[[route]]
+name = "hooks"
+path = "/webhooks/zoom"
+methods = ["POST"]
+verify_webhook = "zoom"
+upstream = "http://{hook_addr}"
+"#
+    );
+    let env: std::collections::HashMap<String, String> = [
+        ("S2S_SECRET".to_owned(), S2S_SECRET.to_owned()),
+        ("WEBHOOK_SECRET".to_owned(), WEBHOOK_SECRET.to_owned()),
+    ]
+    .into();
+    let mut gws = Vec::new();
+    for _ in 0..3 {
+        gws.push(TestGateway::start_with(&rest, "", env.clone()).await);
+    }
+    Replicas {
+        gws,
+        tokens,
+        api,
+        hooks,
+    }
+}
+
+fn cluster_section(url: &str, prefix: &str) -> String {
+    format!("[cluster]\nredis_url = \"{url}\"\nkey_prefix = \"{prefix}\"\ntimeout_ms = 200\n")
+}
+
+/// Posts a signed Zoom event; returns the status and body.
+async fn deliver(gw: &TestGateway, body: &str) -> (StatusCode, String) {
+    let ts = common::issuer::now().to_string();
+    let sig = zoom_webhook_signature(WEBHOOK_SECRET, &ts, body.as_bytes());
+    let (s, _, b) = send(
+        &gw.h1(),
+        "POST",
+        &gw.url("/webhooks/zoom"),
+        &[
+            ("content-type", "application/json"),
+            ("x-zm-signature", &sig),
+            ("x-zm-request-timestamp", &ts),
+        ],
+        full(body.to_owned()),
+    )
+    .await;
+    (s, String::from_utf8_lossy(&b).into_owned())
+}
+
+fn event(n: &str) -> String {
+    format!(
+        r#"{{"event":"meeting.started","event_ts":1739923527123,"payload":{{"object":{{"id":"{n}"}}}}}}"#
+    )
+}
+
+async fn readyz(gw: &TestGateway) -> (StatusCode, serde_json::Value) {
+    admin_get(gw.gw.admin_addr.unwrap(), "/readyz").await
+}
+
+async fn cluster_errors(gw: &TestGateway) -> u64 {
+    let (_, _, body) = get(
+        &plain_client(),
+        &format!("http://{}/metrics", gw.gw.admin_addr.unwrap()),
+        &[],
+    )
+    .await;
+    let text = String::from_utf8_lossy(&body).into_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix("meetgate_cluster_store_errors_total "))
+        .unwrap_or_else(|| panic!("no cluster error counter in\n{text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn plain_client(
+) -> hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, TestBody>
+{
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http()
+}
+
+async fn wait_for_cluster(gws: &[TestGateway], want: &str) {
+    let start = Instant::now();
+    for gw in gws {
+        loop {
+            let (status, body) = readyz(gw).await;
+            assert_eq!(status, StatusCode::OK, "the gateway serves: {body}");
+            if body["cluster_store"] == want {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "cluster_store did not become {want} within 5 s: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_make_one_token_request_for_300_cold_requests() {
+    let redis = Redis::start().await;
+    let r = replicas(&cluster_section(&redis.url(), "t1:"), Duration::ZERO).await;
+    // Slow enough that every replica's start-up fetch and all requests
+    // below arrive while the one token request is still in flight.
+    r.tokens.delay_ms.store(400, Ordering::SeqCst);
+    let mut tasks = Vec::new();
+    for i in 0..300 {
+        let gw = &r.gws[i % 3];
+        let c = if i % 2 == 0 { gw.h2() } else { gw.h1() };
+        let url = gw.url(&format!("/zoom/v2/users/{i}"));
+        tasks.push(tokio::spawn(async move { get(&c, &url, &[]).await.0 }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), StatusCode::OK);
+    }
+    assert_eq!(
+        r.tokens.requests.load(Ordering::SeqCst),
+        1,
+        "exactly one token request across the three replicas"
+    );
+    {
+        let seen = r.api.lock().unwrap();
+        assert_eq!(seen.len(), 300);
+        assert!(seen
+            .iter()
+            .all(|(_, h)| h["authorization"] == "Bearer tok-1"));
+    }
+
+    // What Redis holds: the token with its expiry under the prefix, never
+    // the client secret.
+    let mut conn = redis.conn(None).await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!keys.is_empty());
+    assert!(keys.iter().all(|k| k.starts_with("t1:")), "{keys:?}");
+    for k in &keys {
+        let v: Option<String> = redis::cmd("GET")
+            .arg(k)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let v = v.unwrap_or_default();
+        assert!(
+            !v.contains(S2S_SECRET) && !k.contains(S2S_SECRET),
+            "{k} = {v}"
+        );
+        assert!(!v.contains("TESTclientID"), "{k} = {v}");
+    }
+    let token_key = keys
+        .iter()
+        .find(|k| k.starts_with("t1:token:"))
+        .expect("a token key");
+    let stored: serde_json::Value = serde_json::from_str(
+        &redis::cmd("GET")
+            .arg(token_key)
+            .query_async::<String>(&mut conn)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(stored["access_token"], "tok-1");
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(token_key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        (3000..=3599).contains(&ttl),
+        "expires with the token: {ttl}"
+    );
+    for gw in &r.gws {
+        assert_eq!(readyz(gw).await.1["cluster_store"], "ok");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_replica_refreshes_and_the_others_take_its_token() {
+    let redis = Redis::start().await;
+    // 62 s tokens with the default 60 s margin: due for refresh 2 s after
+    // the fetch, on all three replicas at the same moment.
+    let r = replicas_with(&cluster_section(&redis.url(), "r1:"), Duration::ZERO, 62).await;
+    wait_until("the first token", Duration::from_secs(5), || {
+        r.tokens.requests.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+    r.tokens.expires_in.store(3599, Ordering::SeqCst);
+    wait_until("the refresh", Duration::from_secs(6), || {
+        r.tokens.requests.load(Ordering::SeqCst) >= 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        r.tokens.requests.load(Ordering::SeqCst),
+        2,
+        "one refresh for the three replicas"
+    );
+    for gw in &r.gws {
+        assert_eq!(
+            get(&gw.h1(), &gw.url("/zoom/v2/me"), &[]).await.0,
+            StatusCode::OK
+        );
+    }
+    let seen = r.api.lock().unwrap();
+    assert_eq!(seen.len(), 3);
+    assert!(
+        seen.iter()
+            .all(|(_, h)| h["authorization"] == "Bearer tok-2"),
+        "{seen:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_is_forwarded_once_across_replicas() {
+    let redis = Redis::start().await;
+    let r = replicas(
+        &cluster_section(&redis.url(), "w1:"),
+        Duration::from_millis(200),
+    )
+    .await;
+
+    // Delivered through A, replayed to B and C.
+    let e1 = event("1001");
+    assert_eq!(
+        deliver(&r.gws[0], &e1).await,
+        (StatusCode::OK, "received".to_owned())
+    );
+    for gw in &r.gws[1..] {
+        let (s, b) = deliver(gw, &e1).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(b, r#"{"status":"duplicate"}"#);
+    }
+    assert_eq!(r.hooks.count.load(Ordering::SeqCst), 1);
+
+    // The same new event at all three at once: forwarded once, the others
+    // wait for that delivery and answer duplicate.
+    let e2 = event("1002");
+    let mut tasks = Vec::new();
+    for _ in 0..2 {
+        for gw in &r.gws {
+            let (c, url) = (gw.h1(), gw.url("/webhooks/zoom"));
+            let ts = common::issuer::now().to_string();
+            let sig = zoom_webhook_signature(WEBHOOK_SECRET, &ts, e2.as_bytes());
+            let body = e2.clone();
+            tasks.push(tokio::spawn(async move {
+                let (s, _, b) = send(
+                    &c,
+                    "POST",
+                    &url,
+                    &[("x-zm-signature", &sig), ("x-zm-request-timestamp", &ts)],
+                    full(body),
+                )
+                .await;
+                (s, String::from_utf8_lossy(&b).into_owned())
+            }));
+        }
+    }
+    let mut received = 0;
+    for t in tasks {
+        let (s, b) = t.await.unwrap();
+        assert_eq!(s, StatusCode::OK);
+        if b == "received" {
+            received += 1;
+        } else {
+            assert_eq!(b, r#"{"status":"duplicate"}"#);
+        }
+    }
+    assert_eq!(received, 1);
+    assert_eq!(r.hooks.count.load(Ordering::SeqCst), 2);
+
+    // A failed delivery frees the key at once: the retry through another
+    // replica is delivered.
+    let mut conn = redis.conn(None).await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("w1:webhook:*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    for k in &keys {
+        let v: String = redis::cmd("GET")
+            .arg(k)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(v, "delivered");
+        let ttl: i64 = redis::cmd("TTL")
+            .arg(k)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(ttl > 0, "keys expire with the dedup window");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_outage_degrades_to_local_stores_and_sharing_resumes() {
+    let mut redis = Redis::start().await;
+    let r = replicas(&cluster_section(&redis.url(), "o1:"), Duration::ZERO).await;
+    for gw in &r.gws {
+        assert_eq!(
+            get(&gw.h1(), &gw.url("/zoom/v2/me"), &[]).await.0,
+            StatusCode::OK
+        );
+    }
+    wait_for_cluster(&r.gws, "ok").await;
+    assert_eq!(r.tokens.requests.load(Ordering::SeqCst), 1);
+    let errors_before = cluster_errors(&r.gws[0]).await;
+
+    redis.kill();
+    // No request fails: tokens come from each replica's memory, webhooks
+    // are deduplicated per replica.
+    for i in 0..30 {
+        let gw = &r.gws[i % 3];
+        assert_eq!(
+            get(&gw.h2(), &gw.url(&format!("/zoom/v2/x{i}")), &[])
+                .await
+                .0,
+            StatusCode::OK
+        );
+        let (s, b) = deliver(gw, &event(&format!("outage-{i}"))).await;
+        assert_eq!((s, b.as_str()), (StatusCode::OK, "received"));
+    }
+    let (s, b) = deliver(&r.gws[0], &event("outage-0")).await;
+    assert_eq!(
+        (s, b.as_str()),
+        (StatusCode::OK, r#"{"status":"duplicate"}"#),
+        "still deduplicated locally"
+    );
+    wait_for_cluster(&r.gws, "degraded").await;
+    assert!(
+        cluster_errors(&r.gws[0]).await > errors_before,
+        "the degradation is counted"
+    );
+
+    redis.restart().await;
+    wait_for_cluster(&r.gws, "ok").await;
+    let before = r.hooks.count.load(Ordering::SeqCst);
+    let e = event("after-restart");
+    assert_eq!(deliver(&r.gws[1], &e).await.1, "received");
+    assert_eq!(deliver(&r.gws[2], &e).await.1, r#"{"status":"duplicate"}"#);
+    assert_eq!(deliver(&r.gws[0], &e).await.1, r#"{"status":"duplicate"}"#);
+    assert_eq!(
+        r.hooks.count.load(Ordering::SeqCst),
+        before + 1,
+        "shared again"
+    );
+    assert_eq!(
+        r.tokens.requests.load(Ordering::SeqCst),
+        1,
+        "no replica refetched"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_redis_counts_as_down_and_requests_do_not_wait_for_it() {
+    let redis = Redis::start_with(&["--enable-debug-command", "yes"]).await;
+    let r = replicas(&cluster_section(&redis.url(), "s1:"), Duration::ZERO).await;
+    for gw in &r.gws {
+        assert_eq!(
+            get(&gw.h1(), &gw.url("/zoom/v2/me"), &[]).await.0,
+            StatusCode::OK
+        );
+    }
+    wait_for_cluster(&r.gws, "ok").await;
+    // Redis stops answering for 3 s (timeout_ms is 200).
+    let mut conn = redis.conn(None).await;
+    let sleeper = tokio::spawn(async move {
+        let _: redis::RedisResult<String> = redis::cmd("DEBUG")
+            .arg("SLEEP")
+            .arg(3)
+            .query_async(&mut conn)
+            .await;
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    let (s, b) = deliver(&r.gws[0], &event("slow-1")).await;
+    assert_eq!((s, b.as_str()), (StatusCode::OK, "received"));
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "bounded by timeout_ms, not by Redis: {:?}",
+        started.elapsed()
+    );
+    let (status, body) = readyz(&r.gws[0]).await;
+    assert_eq!(
+        (status, body["cluster_store"].as_str()),
+        (StatusCode::OK, Some("degraded"))
+    );
+    sleeper.await.unwrap();
+    wait_for_cluster(&r.gws, "ok").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_password_wins_over_the_url_and_stays_out_of_debug_output() {
+    let redis = Redis::start_with(&["--requirepass", "right-redis-password"]).await;
+    let url = format!("redis://:wrong-url-password@127.0.0.1:{}/0", redis.port);
+    let section = format!(
+        "[cluster]\nredis_url = \"{url}\"\nredis_password = \"${{REDIS_PASSWORD}}\"\nkey_prefix = \"p1:\"\n"
+    );
+    let (hook_addr, hooks) = receiver(Duration::ZERO).await;
+    let rest = format!(
+        "{section}\n[webhook.zoom]\ntype = \"zoom\"\nsecret_tokens = [\"{WEBHOOK_SECRET}\"]\n\n[[route]]\nname = \"hooks\"\npath = \"/webhooks/zoom\"\nmethods = [\"POST\"]\nverify_webhook = \"zoom\"\nupstream = \"http://{hook_addr}\"\n"
+    );
+    let env: std::collections::HashMap<String, String> = [(
+        "REDIS_PASSWORD".to_owned(),
+        "right-redis-password".to_owned(),
+    )]
+    .into();
+    let a = TestGateway::start_with(&rest, "", env.clone()).await;
+    let b = TestGateway::start_with(&rest, "", env).await;
+    let gws = [a, b];
+    wait_for_cluster(&gws, "ok").await;
+    let shown = format!("{:?}", gws[0].gw.state.snapshot.load().cluster);
+    assert!(shown.contains("key_prefix"), "{shown}");
+    assert!(
+        !shown.contains("right-redis-password") && !shown.contains("wrong-url-password"),
+        "{shown}"
+    );
+    let e = event("pw");
+    assert_eq!(deliver(&gws[0], &e).await.1, "received");
+    assert_eq!(deliver(&gws[1], &e).await.1, r#"{"status":"duplicate"}"#);
+    assert_eq!(hooks.count.load(Ordering::SeqCst), 1);
+    let mut conn = redis.conn(Some("right-redis-password")).await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("p1:webhook:*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rediss_trusts_the_outbound_roots() {
+    // A private CA and a certificate for 127.0.0.1 (rcgen).
+    let certs = Certs::new();
+    let (ca, cert, key) = (&certs.ca, &certs.cert, &certs.key);
+    let redis = Redis::start_with(&[
+        "--tls-port",
+        "PORT",
+        "--tls-cert-file",
+        cert.to_str().unwrap(),
+        "--tls-key-file",
+        key.to_str().unwrap(),
+        "--tls-auth-clients",
+        "no",
+    ])
+    .await;
+    let url = format!("rediss://127.0.0.1:{}/0", redis.port);
+    let (hook_addr, hooks) = receiver(Duration::ZERO).await;
+    let routes = format!(
+        "\n[webhook.zoom]\ntype = \"zoom\"\nsecret_tokens = [\"{WEBHOOK_SECRET}\"]\n\n[[route]]\nname = \"hooks\"\npath = \"/webhooks/zoom\"\nmethods = [\"POST\"]\nverify_webhook = \"zoom\"\nupstream = \"http://{hook_addr}\"\n"
+    );
+    // Without the private CA among the outbound roots: TLS fails, degraded.
+    let untrusted = TestGateway::start(&format!("{}{routes}", cluster_section(&url, "tls:"))).await;
+    wait_for_cluster(std::slice::from_ref(&untrusted), "degraded").await;
+    // With it ([outbound] ca_file): shared.
+    let trusted = format!(
+        "{}\n[outbound]\nca_file = \"{}\"\n{routes}",
+        cluster_section(&url, "tls:"),
+        ca.display()
+    );
+    let gws = [
+        TestGateway::start(&trusted).await,
+        TestGateway::start(&trusted).await,
+    ];
+    wait_for_cluster(&gws, "ok").await;
+    let e = event("tls");
+    assert_eq!(deliver(&gws[0], &e).await.1, "received");
+    assert_eq!(deliver(&gws[1], &e).await.1, r#"{"status":"duplicate"}"#);
+    assert_eq!(hooks.count.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn check_refuses_a_bad_redis_url_without_quoting_it() {
+    let certs = Certs::new();
+    let dir = tempfile::tempdir().unwrap();
+    for (url, want) in [
+        (
+            "http://127.0.0.1:6379",
+            "must start with redis:// or rediss://",
+        ),
+        ("redis://:hunter2-secret@[::1/0", "is not a valid"),
+        (
+            "rediss://:hunter2-secret@127.0.0.1:6379/0#insecure",
+            "not supported",
+        ),
+    ] {
+        let config = write_config(
+            &certs,
+            dir.path(),
+            "",
+            &format!("\n[cluster]\nredis_url = \"{url}\"\n"),
+        );
+        let out = Command::new(env!("CARGO_BIN_EXE_meetgate"))
+            .args(["check", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        assert!(
+            text.contains("cluster.redis_url") && text.contains(want),
+            "{text}"
+        );
+        assert!(!text.contains("hunter2"), "the password leaked: {text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_follows_reloads() {
+    let redis = Redis::start().await;
+    let route = "\n[[route]]\nname = \"p\"\npath = \"/p\"\nupstream = \"http://127.0.0.1:9\"\nauthenticate = \"none\"\n";
+    let gw = TestGateway::start(route).await;
+    assert!(readyz(&gw).await.1.get("cluster_store").is_none());
+    let generation = gw.generation();
+    gw.rewrite(
+        &format!("{}{route}", cluster_section(&redis.url(), "rl:")),
+        true,
+    );
+    wait_until("the reload", Duration::from_secs(5), || {
+        gw.generation() > generation
+    })
+    .await;
+    wait_for_cluster(std::slice::from_ref(&gw), "ok").await;
+    let generation = gw.generation();
+    gw.rewrite(route, true);
+    wait_until("the reload", Duration::from_secs(5), || {
+        gw.generation() > generation
+    })
+    .await;
+    assert!(readyz(&gw).await.1.get("cluster_store").is_none());
+}
