@@ -220,6 +220,11 @@ fn cluster_section(url: &str, prefix: &str) -> String {
     format!("[cluster]\nredis_url = \"{url}\"\nkey_prefix = \"{prefix}\"\ntimeout_ms = 200\n")
 }
 
+/// A Zoom webhook and the route verifying it, forwarding to `hook_addr`.
+fn hook_route(hook_addr: SocketAddr) -> String {
+    format!("\n[webhook.zoom]\ntype = \"zoom\"\nsecret_tokens = [\"{WEBHOOK_SECRET}\"]\n\n[[route]]\nname = \"hooks\"\npath = \"/webhooks/zoom\"\nmethods = [\"POST\"]\nverify_webhook = \"zoom\"\nupstream = \"http://{hook_addr}\"\n")
+}
+
 /// Posts a signed Zoom event; returns the status and body.
 async fn deliver(gw: &TestGateway, body: &str) -> (StatusCode, String) {
     let ts = common::issuer::now().to_string();
@@ -269,6 +274,18 @@ fn plain_client(
 ) -> hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, TestBody>
 {
     hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http()
+}
+
+/// One token-injected request per replica (each then holds the token and
+/// is ready), then waits until every replica shares through Redis.
+async fn warm_up(r: &Replicas) {
+    for gw in &r.gws {
+        assert_eq!(
+            get(&gw.h1(), &gw.url("/zoom/v2/me"), &[]).await.0,
+            StatusCode::OK
+        );
+    }
+    wait_for_cluster(&r.gws, "ok").await;
 }
 
 async fn wait_for_cluster(gws: &[TestGateway], want: &str) {
@@ -492,13 +509,7 @@ async fn a_webhook_is_forwarded_once_across_replicas() {
 async fn redis_outage_degrades_to_local_stores_and_sharing_resumes() {
     let mut redis = Redis::start().await;
     let r = replicas(&cluster_section(&redis.url(), "o1:"), Duration::ZERO).await;
-    for gw in &r.gws {
-        assert_eq!(
-            get(&gw.h1(), &gw.url("/zoom/v2/me"), &[]).await.0,
-            StatusCode::OK
-        );
-    }
-    wait_for_cluster(&r.gws, "ok").await;
+    warm_up(&r).await;
     assert_eq!(r.tokens.requests.load(Ordering::SeqCst), 1);
     let errors_before = cluster_errors(&r.gws[0]).await;
 
@@ -551,13 +562,7 @@ async fn redis_outage_degrades_to_local_stores_and_sharing_resumes() {
 async fn a_slow_redis_counts_as_down_and_requests_do_not_wait_for_it() {
     let redis = Redis::start_with(&["--enable-debug-command", "yes"]).await;
     let r = replicas(&cluster_section(&redis.url(), "s1:"), Duration::ZERO).await;
-    for gw in &r.gws {
-        assert_eq!(
-            get(&gw.h1(), &gw.url("/zoom/v2/me"), &[]).await.0,
-            StatusCode::OK
-        );
-    }
-    wait_for_cluster(&r.gws, "ok").await;
+    warm_up(&r).await;
     // Redis stops answering for 3 s (timeout_ms is 200).
     let mut conn = redis.conn(None).await;
     let sleeper = tokio::spawn(async move {
@@ -593,9 +598,7 @@ async fn redis_password_wins_over_the_url_and_stays_out_of_debug_output() {
         "[cluster]\nredis_url = \"{url}\"\nredis_password = \"${{REDIS_PASSWORD}}\"\nkey_prefix = \"p1:\"\n"
     );
     let (hook_addr, hooks) = receiver(Duration::ZERO).await;
-    let rest = format!(
-        "{section}\n[webhook.zoom]\ntype = \"zoom\"\nsecret_tokens = [\"{WEBHOOK_SECRET}\"]\n\n[[route]]\nname = \"hooks\"\npath = \"/webhooks/zoom\"\nmethods = [\"POST\"]\nverify_webhook = \"zoom\"\nupstream = \"http://{hook_addr}\"\n"
-    );
+    let rest = format!("{section}{}", hook_route(hook_addr));
     let env: std::collections::HashMap<String, String> = [(
         "REDIS_PASSWORD".to_owned(),
         "right-redis-password".to_owned(),
@@ -642,9 +645,7 @@ async fn rediss_trusts_the_outbound_roots() {
     .await;
     let url = format!("rediss://127.0.0.1:{}/0", redis.port);
     let (hook_addr, hooks) = receiver(Duration::ZERO).await;
-    let routes = format!(
-        "\n[webhook.zoom]\ntype = \"zoom\"\nsecret_tokens = [\"{WEBHOOK_SECRET}\"]\n\n[[route]]\nname = \"hooks\"\npath = \"/webhooks/zoom\"\nmethods = [\"POST\"]\nverify_webhook = \"zoom\"\nupstream = \"http://{hook_addr}\"\n"
-    );
+    let routes = hook_route(hook_addr);
     // Without the private CA among the outbound roots: TLS fails, degraded.
     let untrusted = TestGateway::start(&format!("{}{routes}", cluster_section(&url, "tls:"))).await;
     wait_for_cluster(std::slice::from_ref(&untrusted), "degraded").await;
