@@ -244,3 +244,240 @@ async fn connection_listed_forwarding_and_identity_headers_cannot_be_smuggled() 
     );
     assert!(h.get("x-auth-subject").is_none() && h.get("x_auth_subject").is_none());
 }
+
+/// What the server did with one raw HTTP/2 request on stream 1.
+#[derive(Debug, PartialEq)]
+enum H2Outcome {
+    /// RST_STREAM with this error code (1 = PROTOCOL_ERROR).
+    Reset(u32),
+    /// GOAWAY with this error code.
+    GoAway(u32),
+    /// A response; the status when the server sent it as an indexed static
+    /// entry (200, 204, 206, 304, 400, 404, 500), else 0.
+    Response(u16),
+    /// Connection closed without any of those.
+    Closed,
+}
+
+/// An HPACK literal header field without indexing (no Huffman).
+fn hpack_literal(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    fn int7(out: &mut Vec<u8>, mut n: usize) {
+        if n < 127 {
+            out.push(n as u8);
+            return;
+        }
+        out.push(127);
+        n -= 127;
+        while n >= 128 {
+            out.push((n % 128 + 128) as u8);
+            n /= 128;
+        }
+        out.push(n as u8);
+    }
+    out.push(0x00);
+    int7(out, name.len());
+    out.extend_from_slice(name);
+    int7(out, value.len());
+    out.extend_from_slice(value);
+}
+
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// Sends exactly `fields` (in order, duplicates and all) as the header
+/// block of stream 1 over TLS with ALPN h2, bypassing every client-side
+/// check, and reports what the server did.
+async fn h2_raw(gw: &TestGateway, fields: &[(&[u8], &[u8])]) -> H2Outcome {
+    let tcp = tokio::net::TcpStream::connect(gw.gw.tls_addr)
+        .await
+        .unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(gw.certs.client_tls(&[b"h2"])));
+    let mut s = tls
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    assert_eq!(s.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let mut block = Vec::new();
+    for (n, v) in fields {
+        hpack_literal(&mut block, n, v);
+    }
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(h2_frame(4, 0, 0, &[]));
+    out.extend(h2_frame(1, 0x1 | 0x4, 1, &block));
+    s.write_all(&out).await.unwrap();
+    let read = async {
+        loop {
+            let mut head = [0u8; 9];
+            if s.read_exact(&mut head).await.is_err() {
+                return H2Outcome::Closed;
+            }
+            let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+            let (kind, flags) = (head[3], head[4]);
+            let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+            let mut payload = vec![0u8; len];
+            if s.read_exact(&mut payload).await.is_err() {
+                return H2Outcome::Closed;
+            }
+            match kind {
+                // SETTINGS from the server: acknowledge.
+                4 if flags & 1 == 0 => {
+                    let _ = s.write_all(&h2_frame(4, 1, 0, &[])).await;
+                }
+                3 if stream == 1 => {
+                    return H2Outcome::Reset(u32::from_be_bytes(payload[..4].try_into().unwrap()))
+                }
+                7 => {
+                    return H2Outcome::GoAway(u32::from_be_bytes(payload[4..8].try_into().unwrap()))
+                }
+                1 if stream == 1 => {
+                    let mut block = &payload[..];
+                    if flags & 0x8 != 0 {
+                        // PADDED
+                        let pad = block[0] as usize;
+                        block = &block[1..block.len() - pad];
+                    }
+                    if flags & 0x20 != 0 {
+                        // PRIORITY
+                        block = &block[5..];
+                    }
+                    let status = match block.first() {
+                        Some(0x88) => 200,
+                        Some(0x89) => 204,
+                        Some(0x8a) => 206,
+                        Some(0x8b) => 304,
+                        Some(0x8c) => 400,
+                        Some(0x8d) => 404,
+                        Some(0x8e) => 500,
+                        _ => 0,
+                    };
+                    return H2Outcome::Response(status);
+                }
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(5), read)
+        .await
+        .expect("the server answered, reset or closed within 5 s")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_pseudo_header_abuse_never_reaches_the_upstream() {
+    let (up, seen) = header_recorder().await;
+    let gw = TestGateway::start(&format!(
+        "\n[[route]]\nname = \"public\"\npath = \"/*\"\nupstream = \"http://{up}\"\nauthenticate = \"none\"\npreserve_host = true\n"
+    ))
+    .await;
+    let authority: &[u8] = b"localhost";
+    let base: Vec<(&[u8], &[u8])> = vec![
+        (b":method", b"GET"),
+        (b":scheme", b"https"),
+        (b":authority", authority),
+        (b":path", b"/ok"),
+    ];
+    // The raw client itself works: a well-formed request is forwarded.
+    assert_eq!(h2_raw(&gw, &base).await, H2Outcome::Response(200));
+    assert_eq!(seen.lock().unwrap().len(), 1);
+
+    let without = |name: &[u8]| -> Vec<(&[u8], &[u8])> {
+        base.iter().filter(|(n, _)| *n != name).cloned().collect()
+    };
+    let with = |extra: &[(&'static [u8], &'static [u8])]| -> Vec<(&[u8], &[u8])> {
+        base.iter().cloned().chain(extra.iter().cloned()).collect()
+    };
+    let mut cases: Vec<(&str, Vec<(&[u8], &[u8])>)> = vec![
+        ("no :path", without(b":path")),
+        ("no :method", without(b":method")),
+        ("no :scheme", without(b":scheme")),
+        ("two :path", with(&[(b":path", b"/admin")])),
+        ("two :method", with(&[(b":method", b"DELETE")])),
+        ("unknown pseudo-header", with(&[(b":protocol2", b"x")])),
+        (
+            "response pseudo-header in a request",
+            with(&[(b":status", b"200")]),
+        ),
+        ("uppercase header name", with(&[(b"X-Auth-User", b"admin")])),
+        (
+            "connection-specific header",
+            with(&[(b"connection", b"keep-alive")]),
+        ),
+        (
+            "transfer-encoding",
+            with(&[(b"transfer-encoding", b"chunked")]),
+        ),
+        ("te other than trailers", with(&[(b"te", b"gzip")])),
+        (
+            "CR LF in a value",
+            with(&[(b"x-a", b"1\r\nx-auth-user: admin")]),
+        ),
+        ("NUL in a value", with(&[(b"x-a", b"1\0")])),
+        ("empty header name", with(&[(b"", b"x")])),
+        ("space in a header name", with(&[(b"x a", b"x")])),
+    ];
+    // A pseudo-header after a regular one.
+    cases.push((
+        "pseudo-header after a regular header",
+        vec![
+            (b":method", b"GET"),
+            (b":scheme", b"https"),
+            (b"x-a", b"1"),
+            (b":authority", authority),
+            (b":path", b"/ok"),
+        ],
+    ));
+    // :path that is not origin-form.
+    for path in [&b"https://evil.example/ok"[..], b"ok", b"", b"*"] {
+        cases.push((
+            "non-origin :path",
+            vec![
+                (b":method", b"GET"),
+                (b":scheme", b"https"),
+                (b":authority", authority),
+                (b":path", path),
+            ],
+        ));
+    }
+    for (what, fields) in &cases {
+        let before = seen.lock().unwrap().len();
+        let outcome = h2_raw(&gw, fields).await;
+        assert!(
+            matches!(
+                outcome,
+                H2Outcome::Reset(_)
+                    | H2Outcome::GoAway(_)
+                    | H2Outcome::Closed
+                    | H2Outcome::Response(400 | 404)
+            ),
+            "{what}: {outcome:?}"
+        );
+        assert_eq!(
+            seen.lock().unwrap().len(),
+            before,
+            "{what}: reached the upstream"
+        );
+    }
+
+    // :authority and a disagreeing Host: routed and forwarded by
+    // :authority only; the Host the upstream sees is never the other one.
+    let outcome = h2_raw(&gw, &with(&[(b"host", b"evil.example")])).await;
+    let last = seen.lock().unwrap().last().cloned();
+    if outcome == H2Outcome::Response(200) {
+        let (_, h) = last.unwrap();
+        for v in h.values() {
+            assert!(!v.as_bytes().windows(4).any(|w| w == b"evil"), "{h:?}");
+        }
+    } else {
+        assert!(
+            matches!(outcome, H2Outcome::Reset(_) | H2Outcome::Response(400)),
+            "{outcome:?}"
+        );
+    }
+
+    // Still serving after all of that.
+    assert_eq!(h2_raw(&gw, &base).await, H2Outcome::Response(200));
+}
