@@ -259,6 +259,9 @@ enum H2Outcome {
     Closed,
 }
 
+/// A header block as sent: (name, value) pairs in order.
+type Fields<'a> = Vec<(&'a [u8], &'a [u8])>;
+
 /// An HPACK literal header field without indexing (no Huffman).
 fn hpack_literal(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     fn int7(out: &mut Vec<u8>, mut n: usize) {
@@ -374,7 +377,7 @@ async fn http2_pseudo_header_abuse_never_reaches_the_upstream() {
     ))
     .await;
     let authority: &[u8] = b"localhost";
-    let base: Vec<(&[u8], &[u8])> = vec![
+    let base: Fields = vec![
         (b":method", b"GET"),
         (b":scheme", b"https"),
         (b":authority", authority),
@@ -384,13 +387,12 @@ async fn http2_pseudo_header_abuse_never_reaches_the_upstream() {
     assert_eq!(h2_raw(&gw, &base).await, H2Outcome::Response(200));
     assert_eq!(seen.lock().unwrap().len(), 1);
 
-    let without = |name: &[u8]| -> Vec<(&[u8], &[u8])> {
-        base.iter().filter(|(n, _)| *n != name).cloned().collect()
-    };
-    let with = |extra: &[(&'static [u8], &'static [u8])]| -> Vec<(&[u8], &[u8])> {
+    let without =
+        |name: &[u8]| -> Fields { base.iter().filter(|(n, _)| *n != name).cloned().collect() };
+    let with = |extra: &[(&'static [u8], &'static [u8])]| -> Fields {
         base.iter().cloned().chain(extra.iter().cloned()).collect()
     };
-    let mut cases: Vec<(&str, Vec<(&[u8], &[u8])>)> = vec![
+    let mut cases: Vec<(&str, Fields)> = vec![
         ("no :path", without(b":path")),
         ("no :method", without(b":method")),
         ("no :scheme", without(b":scheme")),
