@@ -176,6 +176,36 @@ awk -F'\t' -v R="$ROUNDS" '
         med(p99, key), med(ratio, key), med(mratio, key), rl, med(c0, key), med(c1, key), med(us, key), oth[key], (key in err) ? err[key] : "-" }
   }' "$RES" | tee -a "$OUT/summary.txt"
 
+# ---- p99 at 70 % of the maximum rate: meetgate RS256 against meetgate pass-through ----
+# Both at the same offered rate, 70 % of the RS256 route's median req/s over
+# HTTP above, paced by pace.lua over PACE_CONNS connections.
+PACE_CONNS=${PACE_CONNS:-256}
+MAXRPS=$(awk -F'\t' '$2 == "http" && $3 == "meetgate-jwt-rs256_valid" {print $4}' "$RES" | sort -n |
+  awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : int((v[NR / 2] + v[NR / 2 + 1]) / 2)}')
+if [ -n "$MAXRPS" ] && [ "$MAXRPS" -gt 0 ]; then
+  TARGET=$((MAXRPS * 70 / 100))
+  # Per connection: one request every PACE_CONNS/TARGET s; the delay leaves
+  # room for the ~0.5 ms the request itself takes at this load (with 256
+  # connections the delay is ~25 ms, so the error in the rate stays small).
+  PACE_DELAY_MS=$(awk -v c="$PACE_CONNS" -v t="$TARGET" 'BEGIN {d = c * 1000 / t - 0.5; if (d < 1) d = 1; printf "%d", d + 0.5}')
+  echo; echo "p99 at 70 % of the max rate: target $TARGET req/s (70 % of meetgate RS256's $MAXRPS), $PACE_CONNS connections, $PACE_DELAY_MS ms between requests per connection, $ROUNDS rounds of $DUR" | tee "$OUT/paced.txt"
+  printf '%-6s %-14s %9s %8s %8s\n' round variant "req/s" p50_ms p99_ms | tee -a "$OUT/paced.txt"
+  for round in $(seq "$ROUNDS"); do
+    for v in meetgate-pass meetgate-jwt; do
+      log="$OUT/paced-$round-$v.txt"
+      PACE_DELAY_MS=$PACE_DELAY_MS timeout 60 taskset -c "$LOAD_CPU" wrk -t1 -c"$PACE_CONNS" -d"$DUR" --latency \
+        -s "$RUN/pace.lua" -H "Authorization: Bearer $(tok rs256_valid)" "$(url http "$v")" > "$log" 2>&1
+      printf '%-6s %-14s %9d %8s %8s\n' "$round" "$v" "$(awk '/^Requests\/sec/ {printf "%d", $2}' "$log")" \
+        "$(to_ms "$(awk '$1 == "50%" {print $2}' "$log")")" "$(to_ms "$(awk '$1 == "99%" {print $2}' "$log")")"
+    done
+  done | tee -a "$OUT/paced.txt"
+  awk '$2 == "meetgate-pass" {p[$1] = $5} $2 == "meetgate-jwt" {j[$1] = $5}
+    END {n = 0; for (r in p) d[++n] = j[r] - p[r]
+         for (i = 1; i <= n; i++) for (k = i + 1; k <= n; k++) if (d[k] < d[i]) { x = d[i]; d[i] = d[k]; d[k] = x }
+         if (n) printf "p99 added by RS256 over pass-through at that rate (median over rounds): %.2f ms\n", (n % 2) ? d[(n + 1) / 2] : (d[n / 2] + d[n / 2 + 1]) / 2 }' \
+    <(tail -n +3 "$OUT/paced.txt") | tee -a "$OUT/paced.txt"
+fi
+
 # ---- peak resident memory of each server (its processes' VmHWM, summed) ----
 echo; echo "peak RSS per server (VmHWM, MiB):" | tee "$OUT/rss.txt"
 for name in upstream nginx-pass haproxy-pass haproxy-jwt apache-pass apache-oidc meetgate; do
