@@ -64,6 +64,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // SIGHUP ends a process by default: take it over before the listeners
+    // are announced, so a reload signal sent right after start cannot kill
+    // the gateway (`run` acts on SIGHUP once serving).
+    if matches!(cli.command, Command::Run { .. } | Command::Demo { .. }) {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Err(e) = rt.block_on(async { signal(SignalKind::hangup()) }) {
+            tracing::warn!(error = %e, "cannot take over SIGHUP");
+        }
+    }
     let result = match cli.command {
         Command::Run { config } => rt.block_on(meetgate::cli::run(&config)),
         Command::Check { config } => meetgate::cli::check(&config),

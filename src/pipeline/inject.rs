@@ -2,8 +2,10 @@
 //! or answer a signature request at the gateway.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::FutureExt as _;
 use http::header::{HeaderName, HeaderValue};
 use http::Response;
 use secrecy::{ExposeSecret, SecretString};
@@ -17,7 +19,7 @@ use crate::config::{CredentialKind, Inject, Respond, Route, Snapshot};
 use crate::credentials::mint::{
     self, cut_chars, valid_meeting_number, MAX_SESSION_KEY, MAX_SESSION_NAME, MAX_USER_IDENTITY,
 };
-use crate::credentials::oauth::TokenSource;
+use crate::credentials::oauth::{CachedToken, TokenSource};
 use crate::credentials::{granted_role, now_secs};
 use crate::error::GatewayError;
 
@@ -151,10 +153,7 @@ pub async fn inject(
                     .credential_sources
                     .get(&cred.name)
                     .ok_or_else(|| unavailable(&cred.name))?;
-                let token = source.token().await.map_err(|e| {
-                    tracing::warn!(credential = %cred.name, error = %crate::error_chain(&e), "no token for the upstream request");
-                    unavailable(&cred.name)
-                })?;
+                let token = fetched_token(source, snap.limits.upstream_timeout).await?;
                 out.fetched.push((source.clone(), token.value.clone()));
                 format!("Bearer {}", token.value.expose_secret())
             }
@@ -162,6 +161,42 @@ pub async fn inject(
         out.headers.push((inj.header.clone(), sensitive(&value)?));
     }
     Ok(out)
+}
+
+/// The token of a fetched credential for one request. A cached token is
+/// taken at once. Otherwise the request waits for the shared fetch at most
+/// `wait` (`[limits] upstream_timeout_ms`: a hanging token endpoint must
+/// not hold requests longer than a hanging upstream would), then gets 503
+/// `credential_unavailable`. The wait runs in its own task so that a request
+/// giving up never cancels a fetch it happened to start: the fetch still
+/// completes or fails on its own timeout, and its token or backoff serves
+/// the requests that follow, so the endpoint sees no extra attempts.
+async fn fetched_token(
+    source: &Arc<TokenSource>,
+    wait: Duration,
+) -> Result<Arc<CachedToken>, GatewayError> {
+    let refused = |e: &dyn std::error::Error| {
+        tracing::warn!(credential = %source.name, error = %crate::error_chain(e), "no token for the upstream request");
+        unavailable(&source.name)
+    };
+    if source.expires_in().is_some_and(|s| s > 0) {
+        // Cached: ready at the first poll.
+        if let Some(r) = source.token().now_or_never() {
+            return r.map_err(|e| refused(&e));
+        }
+    }
+    let task = {
+        let source = source.clone();
+        tokio::spawn(async move { source.token().await })
+    };
+    match tokio::time::timeout(wait, task).await {
+        Ok(Ok(r)) => r.map_err(|e| refused(&e)),
+        Ok(Err(e)) => Err(refused(&e)),
+        Err(_) => {
+            tracing::warn!(credential = %source.name, wait_ms = wait.as_millis() as u64, "no token within upstream_timeout_ms");
+            Err(unavailable(&source.name))
+        }
+    }
 }
 
 /// The Video SDK session name: the `session_param` capture, 1 to 200

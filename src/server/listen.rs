@@ -3,14 +3,20 @@
 //! Each connection loads the current snapshot once for its TLS settings and
 //! HTTP limits (so a reload applies to new connections, certificates
 //! included); each request then loads the snapshot it will keep to the end.
+//! A connection must complete its TLS handshake and send its first bytes
+//! within `header_read_timeout`; hyper bounds each request head after that.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -88,6 +94,12 @@ async fn serve_connection(
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let snap = state.snapshot.load_full();
     let builder = http_builder(&snap.limits);
+    // One deadline from accept covers the TLS handshake and the first bytes
+    // (which tell HTTP/1.1 from HTTP/2); hyper's own header timer takes over
+    // from there. Without it a client that connects and then stays silent
+    // would hold the connection forever: hyper-util's protocol detection
+    // waits for those bytes with no timeout of its own.
+    let deadline = tokio::time::Instant::now() + snap.limits.header_read_timeout;
     let service = {
         let state = state.clone();
         service_fn(move |req| {
@@ -103,20 +115,119 @@ async fn serve_connection(
             let Some(tls) = snap.server.tls.clone() else {
                 return Err("no TLS configuration".into());
             };
-            let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-            let stream =
-                tokio::time::timeout(snap.limits.header_read_timeout, acceptor.accept(tcp))
-                    .await
-                    .map_err(|_| "TLS handshake timed out")??;
             drop(snap);
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+            let stream = tokio::time::timeout_at(deadline, acceptor.accept(tcp))
+                .await
+                .map_err(|_| "TLS handshake timed out")??;
+            let Some(stream) = first_bytes(stream, deadline).await? else {
+                return Ok(());
+            };
             let c = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             watcher.watch(c.into_owned()).await
         }
         Kind::Plain => {
             drop(snap);
-            let c = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service);
+            let Some(stream) = first_bytes(tcp, deadline).await? else {
+                return Ok(());
+            };
+            let c = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             watcher.watch(c.into_owned()).await
         }
+    }
+}
+
+/// The HTTP/2 connection preface (RFC 9113 section 3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Reads, before `deadline`, as many of the connection's first bytes as the
+/// HTTP/1.1-or-HTTP/2 decision needs: the whole HTTP/2 preface, or up to
+/// the first byte that differs from it. Returns the stream with those bytes
+/// put back in front, or `None` when the client closed without a byte.
+async fn first_bytes<S>(
+    mut io: S,
+    deadline: tokio::time::Instant,
+) -> Result<Option<Prefixed<S>>, Box<dyn std::error::Error + Send + Sync>>
+where
+    S: AsyncRead + Unpin,
+{
+    let mut buf = [0u8; H2_PREFACE.len()];
+    let mut filled = 0;
+    let read = async {
+        while filled < buf.len() {
+            let n = io.read(&mut buf[filled..]).await?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+            if buf[..filled] != H2_PREFACE[..filled] {
+                break;
+            }
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    tokio::time::timeout_at(deadline, read)
+        .await
+        .map_err(|_| "no request within header_read_timeout")??;
+    if filled == 0 {
+        return Ok(None);
+    }
+    Ok(Some(Prefixed {
+        prefix: Bytes::copy_from_slice(&buf[..filled]),
+        inner: io,
+    }))
+}
+
+/// A stream whose first bytes were already read: they are replayed before
+/// the stream is read further. Writes go straight through.
+struct Prefixed<S> {
+    prefix: Bytes,
+    inner: S,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if !this.prefix.is_empty() {
+            let n = this.prefix.len().min(buf.remaining());
+            buf.put_slice(&this.prefix.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
 

@@ -1,6 +1,6 @@
 //! A local OIDC issuer: real RSA and P-256 keys, discovery and JWKS on an
-//! ephemeral loopback port, with switches for rotation and outages and a
-//! counter of JWKS fetches.
+//! ephemeral loopback port, with switches for rotation, outages, hangs and
+//! arbitrary JWKS bodies, and a counter of JWKS fetches.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -99,6 +99,12 @@ pub struct Issuer {
     pub down: AtomicBool,
     /// When set, the JWKS endpoint answers garbage.
     pub garbage: AtomicBool,
+    /// When set (`Some`), the JWKS endpoint answers exactly this body.
+    pub jwks_body: Mutex<Option<String>>,
+    /// While true, every request waits (answering once it turns false).
+    pub hang: tokio::sync::watch::Sender<bool>,
+    /// Requests that arrived while hanging.
+    pub hung: AtomicUsize,
 }
 
 impl Issuer {
@@ -108,7 +114,14 @@ impl Issuer {
         let s2 = slot.clone();
         let addr = upstream(move |req: http::Request<hyper::body::Incoming>| {
             let issuer = s2.lock().unwrap().clone().expect("issuer set");
-            async move { issuer.answer(req.uri().path()) }
+            async move {
+                let mut hang = issuer.hang.subscribe();
+                if *hang.borrow_and_update() {
+                    issuer.hung.fetch_add(1, Ordering::SeqCst);
+                    let _ = hang.wait_for(|h| !*h).await;
+                }
+                issuer.answer(req.uri().path())
+            }
         })
         .await;
         let issuer = Arc::new(Issuer {
@@ -118,6 +131,9 @@ impl Issuer {
             discovery_fetches: AtomicUsize::new(0),
             down: AtomicBool::new(false),
             garbage: AtomicBool::new(false),
+            jwks_body: Mutex::new(None),
+            hang: tokio::sync::watch::Sender::new(false),
+            hung: AtomicUsize::new(0),
         });
         *slot.lock().unwrap() = Some(issuer.clone());
         issuer
@@ -140,6 +156,9 @@ impl Issuer {
                 self.jwks_fetches.fetch_add(1, Ordering::SeqCst);
                 if self.garbage.load(Ordering::SeqCst) {
                     return Response::new(full("{\"keys\": 42"));
+                }
+                if let Some(body) = self.jwks_body.lock().unwrap().clone() {
+                    return Response::new(full(body));
                 }
                 let keys: Vec<Value> = self
                     .keys
