@@ -202,6 +202,24 @@ pub struct Gateway {
     tasks: JoinSet<()>,
 }
 
+/// How many connections the kernel queues before they are accepted: bursts
+/// of new connections (a load balancer reconnecting, a reconnect storm after
+/// a deploy) wait in the queue instead of in SYN retries.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `addr` with address reuse (restarts do not wait out TIME_WAIT) and
+/// a [`LISTEN_BACKLOG`] queue.
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Loads `config_path`, binds every listener and starts serving and watching
 /// the file for changes.
 pub async fn start(config_path: &Path, env: Env) -> Result<Gateway, StartError> {
@@ -220,9 +238,7 @@ pub async fn start(config_path: &Path, env: Env) -> Result<Gateway, StartError> 
         )
     };
     let bind = |addr: SocketAddr| async move {
-        TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartError::Bind { addr, source })
+        listen(addr).map_err(|source| StartError::Bind { addr, source })
     };
     let tls = bind(snap.server.listen).await?;
     let plain = match snap.server.plain_listen {

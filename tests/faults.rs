@@ -1331,7 +1331,6 @@ async fn descriptor_exhaustion_neither_crashes_nor_spins_and_serving_resumes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known bug: src/server/admin.rs retries a failed accept at once, a busy loop while out of descriptors"]
 async fn descriptor_exhaustion_does_not_spin_the_admin_listener() {
     let ex = exhausted_gateway().await;
     // One connection waiting on the admin listener makes its accept fail.

@@ -23,7 +23,16 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: watch
             a = listener.accept() => a,
             _ = shutdown.wait_for(|s| *s) => break,
         };
-        let Ok((tcp, _)) = accepted else { continue };
+        let tcp = match accepted {
+            Ok((tcp, _)) => tcp,
+            Err(e) => {
+                // Out of file descriptors and similar: back off rather than
+                // spin on a connection that keeps failing to be accepted.
+                tracing::warn!(error = %e, "admin accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
         let state = state.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req| {
