@@ -5,6 +5,10 @@
 //! included); each request then loads the snapshot it will keep to the end.
 //! A connection must complete its TLS handshake and send its first bytes
 //! within `header_read_timeout`; hyper bounds each request head after that.
+//!
+//! TLS connections that did not negotiate h2 are served by hyper's HTTP/1.1
+//! connection directly: no protocol sniffing, whose replayed bytes would
+//! make hyper double the read buffer every idle keep-alive connection holds.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -66,8 +70,9 @@ pub async fn serve(
         };
         let watcher = graceful.watcher();
         let state = state.clone();
+        let stop = shutdown.clone();
         tokio::spawn(async move {
-            if let Err(e) = serve_connection(tcp, kind, conn, state, watcher).await {
+            if let Err(e) = serve_connection(tcp, kind, conn, state, watcher, stop).await {
                 tracing::debug!(client = %conn.remote, error = %e, "connection ended with an error");
             }
         });
@@ -91,9 +96,10 @@ async fn serve_connection(
     conn: ConnInfo,
     state: Arc<State>,
     watcher: hyper_util::server::graceful::Watcher,
+    mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let snap = state.snapshot.load_full();
-    let builder = http_builder(&snap.limits);
+    let limits = snap.limits;
     // One deadline from accept covers the TLS handshake and the first bytes
     // (which tell HTTP/1.1 from HTTP/2); hyper's own header timer takes over
     // from there. Without it a client that connects and then stays silent
@@ -102,12 +108,15 @@ async fn serve_connection(
     let deadline = tokio::time::Instant::now() + snap.limits.header_read_timeout;
     let service = {
         let state = state.clone();
+        // Boxed: hyper keeps room for one request future per connection,
+        // idle or not; a box costs one allocation per request instead of
+        // ~6 KB held by every idle connection.
         service_fn(move |req| {
             let state = state.clone();
-            async move {
+            Box::pin(async move {
                 let snap = state.snapshot.load_full();
                 Ok::<_, std::convert::Infallible>(pipeline::handle(&state, snap, req, conn).await)
-            }
+            })
         })
     };
     match kind {
@@ -120,9 +129,28 @@ async fn serve_connection(
             let stream = tokio::time::timeout_at(deadline, acceptor.accept(tcp))
                 .await
                 .map_err(|_| "TLS handshake timed out")??;
+            if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
+                // HTTP/1.1 (over TLS, h2 needs ALPN): hyper's header timer
+                // bounds the first head too.
+                let c = http1_builder(&limits)
+                    .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades();
+                tokio::pin!(c);
+                let result = tokio::select! {
+                    r = c.as_mut() => r,
+                    _ = async { shutdown.wait_for(|s| *s).await.is_ok() } => {
+                        c.as_mut().graceful_shutdown();
+                        c.await
+                    }
+                };
+                // Held until here: the drain waits for this connection.
+                drop(watcher);
+                return result.map_err(Into::into);
+            }
             let Some(stream) = first_bytes(stream, deadline).await? else {
                 return Ok(());
             };
+            let builder = http_builder(&limits);
             let c = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             watcher.watch(c.into_owned()).await
         }
@@ -131,6 +159,7 @@ async fn serve_connection(
             let Some(stream) = first_bytes(tcp, deadline).await? else {
                 return Ok(());
             };
+            let builder = http_builder(&limits);
             let c = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             watcher.watch(c.into_owned()).await
         }
@@ -231,15 +260,29 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
     }
 }
 
+/// hyper's read buffer bound: hyper answers 431 itself when a head
+/// outgrows it; the pipeline checks the exact limit below hyper's 8 KiB
+/// minimum.
+fn h1_max_buf(limits: &Limits) -> usize {
+    limits.max_header_bytes.max(8192)
+}
+
+/// The HTTP/1.1 server settings derived from `[limits]` (TLS without h2).
+fn http1_builder(limits: &Limits) -> hyper::server::conn::http1::Builder {
+    let mut b = hyper::server::conn::http1::Builder::new();
+    b.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(h1_max_buf(limits));
+    b
+}
+
 /// The HTTP/1.1 + HTTP/2 server settings derived from `[limits]`.
 fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
     b.http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        // hyper answers 431 itself when the head outgrows its buffer; the
-        // pipeline checks the exact limit below hyper's 8 KiB minimum.
-        .max_buf_size(limits.max_header_bytes.max(8192));
+        .max_buf_size(h1_max_buf(limits));
     // Same headroom for HTTP/2 (whose list size also counts 32 bytes per
     // field), so the exact limit is answered with the JSON error.
     let h2_cap = limits.max_header_bytes.max(8192) + 4096;
