@@ -137,6 +137,25 @@ fn open_route(up: SocketAddr) -> String {
     format!("\n[[route]]\nname = \"x\"\npath = \"/x/*\"\nupstream = \"http://{up}\"\nauthenticate = \"none\"\n")
 }
 
+/// A config file for the real binary: `[limits]` lines (may be empty) and
+/// the open route to `up`, next to a per-run CA. Keep the directory.
+fn binary_config(up: SocketAddr, limits: &str) -> (Certs, tempfile::TempDir, std::path::PathBuf) {
+    let certs = Certs::new();
+    let dir = tempfile::tempdir().unwrap();
+    let limits = if limits.is_empty() {
+        String::new()
+    } else {
+        format!("[limits]\n{limits}\n")
+    };
+    let config = write_config(
+        &certs,
+        dir.path(),
+        "",
+        &format!("{limits}{}", open_route(up)),
+    );
+    (certs, dir, config)
+}
+
 /// An upstream answering "ok" to everything.
 async fn ok_upstream() -> SocketAddr {
     upstream(|_req| async { Response::new(full("ok")) }).await
@@ -553,9 +572,7 @@ async fn a_slow_upstream_with_a_huge_body_streams_with_backpressure_and_bounded_
         }
     })
     .await;
-    let certs = Certs::new();
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(&certs, dir.path(), "", &open_route(up));
+    let (certs, _dir, config) = binary_config(up, "");
     let gw = BinaryGateway::spawn(&config);
     for c in [client(&certs, false), client(&certs, true)] {
         assert_eq!(get(&c, &gw.url("/x/warm"), &[]).await.0, StatusCode::OK);
@@ -1153,18 +1170,8 @@ async fn open_idle(addr: SocketAddr, tls: &Arc<rustls::ClientConfig>, n: usize) 
 async fn two_thousand_idle_connections_cost_bounded_memory_and_are_all_released() {
     const N: usize = 2000;
     let up = ok_upstream().await;
-    let certs = Certs::new();
-    let dir = tempfile::tempdir().unwrap();
     // Long enough that no connection is closed for idling while they open.
-    let config = write_config(
-        &certs,
-        dir.path(),
-        "",
-        &format!(
-            "[limits]\nheader_read_timeout_ms = 60000\n{}",
-            open_route(up)
-        ),
-    );
+    let (certs, _dir, config) = binary_config(up, "header_read_timeout_ms = 60000");
     let gw = BinaryGateway::spawn(&config);
     let pid = gw.child.id();
     let tls = Arc::new(certs.client_tls(&[b"http/1.1"]));
@@ -1228,17 +1235,7 @@ struct Exhausted {
 
 async fn exhausted_gateway() -> Exhausted {
     let up = ok_upstream().await;
-    let certs = Certs::new();
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(
-        &certs,
-        dir.path(),
-        "",
-        &format!(
-            "[limits]\nheader_read_timeout_ms = 1000\n{}",
-            open_route(up)
-        ),
-    );
+    let (certs, dir, config) = binary_config(up, "header_read_timeout_ms = 1000");
     let gw = BinaryGateway::spawn(&config);
     let pid = gw.child.id();
     assert_eq!(
@@ -1344,9 +1341,7 @@ async fn descriptor_exhaustion_does_not_spin_the_admin_listener() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sighup_right_after_start_does_not_kill_the_gateway() {
     let up = ok_upstream().await;
-    let certs = Certs::new();
-    let dir = tempfile::tempdir().unwrap();
-    let config = write_config(&certs, dir.path(), "", &open_route(up));
+    let (certs, _dir, config) = binary_config(up, "");
     // The moment between announcing the listeners and acting on signals is
     // short: try a few times.
     for round in 0..5 {
