@@ -254,26 +254,11 @@ async fn readyz(gw: &TestGateway) -> (StatusCode, serde_json::Value) {
     admin_get(gw.gw.admin_addr.unwrap(), "/readyz").await
 }
 
-async fn cluster_errors(gw: &TestGateway) -> u64 {
-    let (_, _, body) = get(
-        &plain_client(),
-        &format!("http://{}/metrics", gw.gw.admin_addr.unwrap()),
-        &[],
+async fn cluster_errors(gw: &TestGateway) -> f64 {
+    metric(
+        &scrape(gw.gw.admin_addr.unwrap()).await,
+        "meetgate_cluster_store_errors_total",
     )
-    .await;
-    let text = String::from_utf8_lossy(&body).into_owned();
-    text.lines()
-        .find_map(|l| l.strip_prefix("meetgate_cluster_store_errors_total "))
-        .unwrap_or_else(|| panic!("no cluster error counter in\n{text}"))
-        .trim()
-        .parse()
-        .unwrap()
-}
-
-fn plain_client(
-) -> hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, TestBody>
-{
-    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http()
 }
 
 /// One token-injected request per replica (each then holds the token and

@@ -80,24 +80,6 @@ async fn bearer_get(
     (s, h, v)
 }
 
-/// The admin listener's `/metrics` text.
-async fn scrape(admin: SocketAddr) -> String {
-    let plain = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<TestBody>();
-    let (s, _, b) = get(&plain, &format!("http://{admin}/metrics"), &[]).await;
-    assert_eq!(s, StatusCode::OK);
-    String::from_utf8_lossy(&b).into_owned()
-}
-
-/// The value of one metric series (0 when absent).
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
 /// A `/proc/PID/status` field in KiB (`VmRSS:`, `VmHWM:`).
 fn proc_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))

@@ -376,13 +376,7 @@ async fn nothing_secret_is_written_anywhere() {
     );
     assert!(minted.len() >= 5, "{minted:?}");
 
-    let (_, metrics) = {
-        let plain =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http::<TestBody>();
-        let (s, _, b) = get(&plain, &format!("http://{admin}/metrics"), &[]).await;
-        (s, String::from_utf8_lossy(&b).into_owned())
-    };
+    let metrics = scrape(admin).await;
     tokio::time::sleep(Duration::from_millis(300)).await; // audit writer flush
     gw.signal("TERM");
     let audit_text = std::fs::read_to_string(&audit).unwrap();
@@ -653,50 +647,24 @@ async fn one_audit_line_per_decision_with_its_fields() {
     }
 }
 
-async fn scrape(gw: &TestGateway) -> String {
-    let plain = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<TestBody>();
-    let (s, h, b) = get(
-        &plain,
-        &format!("http://{}/metrics", gw.gw.admin_addr.unwrap()),
-        &[],
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK);
-    assert!(h["content-type"]
-        .to_str()
-        .unwrap()
-        .contains("openmetrics-text"));
-    String::from_utf8_lossy(&b).into_owned()
-}
-
-fn value(metrics: &str, series: &str) -> f64 {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test]
 async fn metrics_move_with_traffic() {
     let (gw, issuer, key, _, _) = audit_setup().await;
     let c = gw.h1();
-    let before = scrape(&gw).await;
+    let before = scrape(gw.gw.admin_addr.unwrap()).await;
     assert_eq!(
-        value(&before, r#"meetgate_build_info{version="0.1.0"}"#),
+        metric(&before, r#"meetgate_build_info{version="0.1.0"}"#),
         1.0
     );
-    assert_eq!(value(&before, "meetgate_config_generation"), 1.0);
+    assert_eq!(metric(&before, "meetgate_config_generation"), 1.0);
     assert!(
-        value(
+        metric(
             &before,
             r#"meetgate_jwks_fetches_total{identity="corp",result="ok"}"#
         ) >= 1.0
     );
     assert_eq!(
-        value(&before, r#"meetgate_jwks_keys{identity="corp"}"#),
+        metric(&before, r#"meetgate_jwks_keys{identity="corp"}"#),
         1.0
     );
 
@@ -747,80 +715,80 @@ async fn metrics_move_with_traffic() {
     })
     .await;
 
-    let after = scrape(&gw).await;
+    let after = scrape(gw.gw.admin_addr.unwrap()).await;
     assert_eq!(
-        value(
+        metric(
             &after,
             r#"meetgate_requests_total{route="orgs",status="200"}"#
         ),
         3.0
     );
     assert_eq!(
-        value(
+        metric(
             &after,
             r#"meetgate_requests_total{route="orgs",status="401"}"#
         ),
         1.0
     );
     assert_eq!(
-        value(
+        metric(
             &after,
             r#"meetgate_auth_decisions_total{route="orgs",decision="allow",reason="ok"}"#
         ),
         3.0
     );
     assert_eq!(
-        value(
+        metric(
             &after,
             r#"meetgate_auth_decisions_total{route="orgs",decision="deny",reason="missing_token"}"#
         ),
         1.0
     );
     assert_eq!(
-        value(&after, "meetgate_token_cache_hits_total"),
+        metric(&after, "meetgate_token_cache_hits_total"),
         2.0,
         "the repeated token is a cache hit"
     );
     assert_eq!(
-        value(
+        metric(
             &after,
             r#"meetgate_request_duration_seconds_count{route="orgs"}"#
         ),
         4.0
     );
     assert_eq!(
-        value(
+        metric(
             &after,
             r#"meetgate_upstream_duration_seconds_count{route="orgs"}"#
         ),
         3.0
     );
     assert_eq!(
-        value(
+        metric(
             &after,
             r#"meetgate_webhook_verifications_total{webhook="zoom",result="ok"}"#
         ),
         1.0
     );
     assert_eq!(
-        value(
+        metric(
             &after,
             r#"meetgate_webhook_verifications_total{webhook="zoom",result="missing_signature"}"#
         ),
         1.0
     );
     assert_eq!(
-        value(&after, r#"meetgate_config_reloads_total{result="error"}"#),
+        metric(&after, r#"meetgate_config_reloads_total{result="error"}"#),
         1.0
     );
     assert!(
-        value(
+        metric(
             &after,
             r#"meetgate_credential_fetches_total{credential="zoom_api",result="ok"}"#
         ) >= 1.0
     );
     assert!(
-        value(
+        metric(
             &after,
             r#"meetgate_credential_expiry_seconds{credential="zoom_api"}"#
         ) > 3500.0

@@ -105,6 +105,27 @@ pub async fn admin_get(admin: SocketAddr, path: &str) -> (http::StatusCode, serd
     )
 }
 
+/// The admin listener's `/metrics` text (OpenMetrics, 200).
+pub async fn scrape(admin: SocketAddr) -> String {
+    let plain = Client::builder(TokioExecutor::new()).build_http::<TestBody>();
+    let (s, h, b) = get(&plain, &format!("http://{admin}/metrics"), &[]).await;
+    assert_eq!(s, http::StatusCode::OK);
+    assert!(h["content-type"]
+        .to_str()
+        .unwrap()
+        .contains("openmetrics-text"));
+    String::from_utf8_lossy(&b).into_owned()
+}
+
+/// The value of one metric series in a scrape (0 when absent).
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// Writes `meetgate.toml` in `dir`: the `[server]` section (plus
 /// `server_extra`) followed by `rest`.
 pub fn write_config(certs: &Certs, dir: &Path, server_extra: &str, rest: &str) -> PathBuf {
