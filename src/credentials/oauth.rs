@@ -294,7 +294,9 @@ impl TokenSource {
         }
     }
 
-    fn current(&self) -> Option<Arc<CachedToken>> {
+    /// The cached token while it is valid: what a request uses without
+    /// waiting.
+    pub fn current(&self) -> Option<Arc<CachedToken>> {
         self.store
             .get(&self.key)
             .filter(|t| now_secs() < t.expires_at)

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::FutureExt as _;
 use http::header::{HeaderName, HeaderValue};
 use http::Response;
 use secrecy::{ExposeSecret, SecretString};
@@ -179,11 +178,8 @@ async fn fetched_token(
         tracing::warn!(credential = %source.name, error = %crate::error_chain(e), "no token for the upstream request");
         unavailable(&source.name)
     };
-    if source.expires_in().is_some_and(|s| s > 0) {
-        // Cached: ready at the first poll.
-        if let Some(r) = source.token().now_or_never() {
-            return r.map_err(|e| refused(&e));
-        }
+    if let Some(t) = source.current() {
+        return Ok(t);
     }
     let task = {
         let source = source.clone();
