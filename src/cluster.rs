@@ -127,6 +127,10 @@ fn fingerprint(s: &ClusterSettings) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// The byte stream a Redis connection runs over: TCP, or rustls over TCP.
+trait RedisStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> RedisStream for T {}
+
 /// The process's view of the shared store.
 pub struct Cluster {
     link: ArcSwapOption<Link>,
@@ -147,18 +151,17 @@ impl Cluster {
     /// Follows the snapshot's `[cluster]`: starts, replaces or stops the
     /// link. Call from within the runtime.
     pub fn sync(&self, settings: Option<&ClusterSettings>) {
-        let current = self.link.load_full();
-        let wanted = settings.map(fingerprint);
-        if current.as_ref().map(|l| l.fingerprint) == wanted {
+        let wanted = settings.map(|s| (s, fingerprint(s)));
+        if self.link.load().as_ref().map(|l| l.fingerprint) == wanted.map(|(_, f)| f) {
             return;
         }
-        let new = match settings {
+        let new = match wanted {
             None => None,
-            Some(s) => match endpoint(s) {
+            Some((s, fingerprint)) => match endpoint(s) {
                 Ok(ep) => Some(Link::start(
                     ep,
                     s,
-                    fingerprint(s),
+                    fingerprint,
                     self.metrics.clone(),
                     self.replica.clone(),
                 )),
@@ -308,30 +311,18 @@ impl Link {
                 e.code().map(|c| format!(" {c}")).unwrap_or_default()
             )
         };
-        let (mut conn, driver) = match &ep.tls {
-            Some((connector, name)) => {
-                let stream = connector
+        let stream: Box<dyn RedisStream> = match &ep.tls {
+            Some((connector, name)) => Box::new(
+                connector
                     .connect(name.clone(), tcp)
                     .await
-                    .map_err(|e| format!("TLS: {e}"))?;
-                let (c, d) = MultiplexedConnection::new_with_config(&ep.info, stream, config)
-                    .await
-                    .map_err(redis_error)?;
-                (
-                    c,
-                    Box::pin(d) as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
-                )
-            }
-            None => {
-                let (c, d) = MultiplexedConnection::new_with_config(&ep.info, tcp, config)
-                    .await
-                    .map_err(redis_error)?;
-                (
-                    c,
-                    Box::pin(d) as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
-                )
-            }
+                    .map_err(|e| format!("TLS: {e}"))?,
+            ),
+            None => Box::new(tcp),
         };
+        let (mut conn, driver) = MultiplexedConnection::new_with_config(&ep.info, stream, config)
+            .await
+            .map_err(redis_error)?;
         tokio::spawn(driver);
         let pong: String = redis::cmd("PING")
             .query_async(&mut conn)
