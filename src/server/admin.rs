@@ -26,10 +26,7 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: watch
         let tcp = match accepted {
             Ok((tcp, _)) => tcp,
             Err(e) => {
-                // Out of file descriptors and similar: back off rather than
-                // spin on a connection that keeps failing to be accepted.
-                tracing::warn!(error = %e, "admin accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                super::accept_failed("admin", &e).await;
                 continue;
             }
         };

@@ -54,9 +54,14 @@ pub async fn serve(
         let (tcp, remote) = match accepted {
             Ok(pair) => pair,
             Err(e) => {
-                // Out of file descriptors and similar: back off, keep serving.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                super::accept_failed(
+                    match kind {
+                        Kind::Tls => "https",
+                        Kind::Plain => "http",
+                    },
+                    &e,
+                )
+                .await;
                 continue;
             }
         };
@@ -147,23 +152,43 @@ async fn serve_connection(
                 drop(watcher);
                 return result.map_err(Into::into);
             }
-            let Some(stream) = first_bytes(stream, deadline).await? else {
-                return Ok(());
-            };
-            let builder = http_builder(&limits);
-            let c = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            watcher.watch(c.into_owned()).await
+            serve_sniffed(stream, deadline, &limits, service, watcher).await
         }
         Kind::Plain => {
             drop(snap);
-            let Some(stream) = first_bytes(tcp, deadline).await? else {
-                return Ok(());
-            };
-            let builder = http_builder(&limits);
-            let c = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            watcher.watch(c.into_owned()).await
+            serve_sniffed(tcp, deadline, &limits, service, watcher).await
         }
     }
+}
+
+/// Serves HTTP/1.1 or HTTP/2, told apart by the first bytes (which must
+/// arrive before `deadline`).
+async fn serve_sniffed<S, Svc, B>(
+    io: S,
+    deadline: tokio::time::Instant,
+    limits: &Limits,
+    service: Svc,
+    watcher: hyper_util::server::graceful::Watcher,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    Svc: hyper::service::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = http::Response<B>,
+            Error = std::convert::Infallible,
+        > + Send
+        + 'static,
+    Svc::Future: Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let Some(stream) = first_bytes(io, deadline).await? else {
+        return Ok(());
+    };
+    let builder = http_builder(limits);
+    let c = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    watcher.watch(c.into_owned()).await
 }
 
 /// The HTTP/2 connection preface (RFC 9113 section 3.4).
