@@ -123,12 +123,14 @@ impl Drop for Redis {
     }
 }
 
-/// A webhook receiver counting the deliveries per body; answers slowly
+/// A webhook receiver counting successful deliveries; answers slowly
 /// enough that concurrent duplicates overlap.
 #[derive(Default)]
 struct Receiver {
-    deliveries: Mutex<Vec<String>>,
+    /// Deliveries answered 200.
     count: AtomicUsize,
+    /// Answer the next delivery 500 (a failed delivery).
+    fail_next: std::sync::atomic::AtomicBool,
 }
 
 async fn receiver(delay: Duration) -> (SocketAddr, Arc<Receiver>) {
@@ -137,13 +139,14 @@ async fn receiver(delay: Duration) -> (SocketAddr, Arc<Receiver>) {
     let addr = upstream(move |req: http::Request<hyper::body::Incoming>| {
         let r = r.clone();
         async move {
-            let body = req.into_body().collect().await.unwrap().to_bytes();
+            req.into_body().collect().await.unwrap();
             tokio::time::sleep(delay).await;
+            if r.fail_next.swap(false, Ordering::SeqCst) {
+                let mut resp = Response::new(full("app failed"));
+                *resp.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+                return resp;
+            }
             r.count.fetch_add(1, Ordering::SeqCst);
-            r.deliveries
-                .lock()
-                .unwrap()
-                .push(String::from_utf8_lossy(&body).into_owned());
             Response::new(full("received"))
         }
     })
@@ -432,29 +435,10 @@ async fn a_webhook_is_forwarded_once_across_replicas() {
     // The same new event at all three at once: forwarded once, the others
     // wait for that delivery and answer duplicate.
     let e2 = event("1002");
-    let mut tasks = Vec::new();
-    for _ in 0..2 {
-        for gw in &r.gws {
-            let (c, url) = (gw.h1(), gw.url("/webhooks/zoom"));
-            let ts = common::issuer::now().to_string();
-            let sig = zoom_webhook_signature(WEBHOOK_SECRET, &ts, e2.as_bytes());
-            let body = e2.clone();
-            tasks.push(tokio::spawn(async move {
-                let (s, _, b) = send(
-                    &c,
-                    "POST",
-                    &url,
-                    &[("x-zm-signature", &sig), ("x-zm-request-timestamp", &ts)],
-                    full(body),
-                )
-                .await;
-                (s, String::from_utf8_lossy(&b).into_owned())
-            }));
-        }
-    }
+    let sends = r.gws.iter().chain(&r.gws).map(|gw| deliver(gw, &e2));
+    let answers = futures_util::future::join_all(sends).await;
     let mut received = 0;
-    for t in tasks {
-        let (s, b) = t.await.unwrap();
+    for (s, b) in answers {
         assert_eq!(s, StatusCode::OK);
         if b == "received" {
             received += 1;
@@ -465,8 +449,7 @@ async fn a_webhook_is_forwarded_once_across_replicas() {
     assert_eq!(received, 1);
     assert_eq!(r.hooks.count.load(Ordering::SeqCst), 2);
 
-    // A failed delivery frees the key at once: the retry through another
-    // replica is delivered.
+    // Delivered keys live in Redis with the dedup window as expiry.
     let mut conn = redis.conn(None).await;
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg("w1:webhook:*")
@@ -488,6 +471,22 @@ async fn a_webhook_is_forwarded_once_across_replicas() {
             .unwrap();
         assert!(ttl > 0, "keys expire with the dedup window");
     }
+
+    // A failed delivery frees the key: the platform's retry through another
+    // replica is delivered.
+    let e3 = event("1003");
+    r.hooks.fail_next.store(true, Ordering::SeqCst);
+    assert_eq!(
+        deliver(&r.gws[0], &e3).await.0,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+    // At once, not after the 60 s in-flight lease.
+    let retry = tokio::time::timeout(Duration::from_secs(5), deliver(&r.gws[1], &e3))
+        .await
+        .expect("the failed delivery's key was freed");
+    assert_eq!(retry.1, "received");
+    assert_eq!(deliver(&r.gws[2], &e3).await.1, r#"{"status":"duplicate"}"#);
+    assert_eq!(r.hooks.count.load(Ordering::SeqCst), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
