@@ -228,8 +228,10 @@ impl ReplayStore for SharedReplayStore {
                             self.local.remember(key, ttl);
                             return Claim::Duplicate;
                         }
-                        // In flight on some replica (or just freed): look again.
-                        Some(_) => tokio::time::sleep(IN_FLIGHT_POLL).await,
+                        // Freed since our SET: claim again at once.
+                        Some(None) => {}
+                        // In flight on some replica: look again shortly.
+                        Some(Some(_)) => tokio::time::sleep(IN_FLIGHT_POLL).await,
                         None => return self.local.claim(key, ttl).await,
                     },
                     // Redis failed: this replica decides alone.
