@@ -2,9 +2,10 @@
 """Opens N TLS keep-alive connections to the gateway, makes one request on each
 and keeps them open, then prints the gateway's resident memory.
 
-usage: python3 benches/idle_connections.py HOST:PORT PATH GATEWAY_PID [N]
+usage: python3 benches/idle_connections.py HOST:PORT PATH GATEWAY_PID [N] [tls|plain]
 (benches/idle.sh starts a gateway and runs this against it.)"""
 import asyncio
+import os
 import resource
 import ssl
 import sys
@@ -13,6 +14,7 @@ import sys
 async def main():
     target, path, pid = sys.argv[1], sys.argv[2], int(sys.argv[3])
     n = int(sys.argv[4]) if len(sys.argv) > 4 else 10_000
+    plain = len(sys.argv) > 5 and sys.argv[5] == "plain"
     host, port = target.rsplit(":", 1)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, n + 1024), hard))
@@ -20,12 +22,12 @@ async def main():
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
     ctx.set_alpn_protocols(["http/1.1"])
-    gate = asyncio.Semaphore(200)
+    gate = asyncio.Semaphore(int(os.environ.get("IDLE_CONCURRENCY", "200")))
     conns = []
 
     async def one():
         async with gate:
-            reader, writer = await asyncio.open_connection(host, int(port), ssl=ctx)
+            reader, writer = await asyncio.open_connection(host, int(port), ssl=None if plain else ctx)
             writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
             await writer.drain()
             head = await reader.readuntil(b"\r\n\r\n")
@@ -44,7 +46,11 @@ async def main():
     results = await asyncio.gather(*(one() for _ in range(n)), return_exceptions=True)
     failed = sum(1 for r in results if isinstance(r, Exception))
     print(f"open keep-alive connections: {len(conns)} (failed: {failed})")
-    print("gateway with them idle: VmRSS %s, VmHWM %s" % rss())
+    print("gateway with them open: VmRSS %s, VmHWM %s" % rss())
+    # Idle connections are parked after a quiet period (src/server/h1.rs).
+    for waited in (2, 15):
+        await asyncio.sleep(waited - (2 if waited > 2 else 0))
+        print("gateway with them idle %d s: VmRSS %s, VmHWM %s" % ((waited,) + rss()))
     for _, w in conns:
         w.close()
 

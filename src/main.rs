@@ -49,9 +49,21 @@ enum Command {
     },
 }
 
+/// jemalloc: memory freed after a burst (connections going idle are
+/// parked and give their buffers back, `src/server/h1.rs`) returns to the
+/// OS from a background thread within seconds; glibc's malloc keeps the
+/// burst's high-water mark resident.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     meetgate::telemetry::init_logging(cli.log_format.as_deref());
+    // Purge freed pages on jemalloc's decay schedule even while no thread
+    // allocates (an idle gateway would otherwise never purge).
+    if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
+        tracing::warn!(error = %e, "cannot start the allocator's background purging");
+    }
     // A gateway holds two descriptors per proxied connection: use the hard
     // limit, as nginx's worker_rlimit_nofile would.
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {

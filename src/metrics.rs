@@ -115,6 +115,7 @@ pub struct Metrics {
     pub audit_dropped: Counter,
     pub cluster_store_errors: Counter,
     pub cluster_store_up: Gauge,
+    pub connections_parked: Gauge,
     build_info: Family<VersionLabel, Gauge>,
 }
 
@@ -138,6 +139,7 @@ impl Default for Metrics {
             audit_dropped: Counter::default(),
             cluster_store_errors: Counter::default(),
             cluster_store_up: Gauge::default(),
+            connections_parked: Gauge::default(),
             build_info: Family::default(),
             registry: Registry::default(),
         };
@@ -224,6 +226,11 @@ impl Default for Metrics {
             "meetgate_cluster_store_up",
             "1 while the [cluster] Redis store answers, 0 while replicas serve from in-process stores",
             m.cluster_store_up.clone(),
+        );
+        registry.register(
+            "meetgate_connections_parked",
+            "Idle HTTP/1.1 keep-alive connections parked (holding no HTTP state until the client sends again)",
+            m.connections_parked.clone(),
         );
         registry.register(
             "meetgate_build_info",

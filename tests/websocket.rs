@@ -83,3 +83,56 @@ authenticate = "none"
     // Without `websocket = true` the Upgrade header is hop-by-hop and dropped.
     assert!(connect(&gw, "/plain").await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_on_a_keep_alive_connection_after_it_was_parked() {
+    // The stream is handed over by the gateway's own HTTP/1.1 driver
+    // (src/server/h1.rs), not hyper's upgrade machinery: check it on a
+    // connection that served a request and was parked first, with frames
+    // larger than any buffer on the way.
+    let up = ws_echo_upstream().await;
+    let echo = echo_upstream().await;
+    let gw = TestGateway::start(&format!(
+        r#"
+[[route]]
+name = "ws"
+path = "/ws"
+upstream = "http://{up}"
+authenticate = "none"
+websocket = true
+
+[[route]]
+name = "echo"
+path = "/echo"
+upstream = "http://{echo}"
+authenticate = "none"
+"#
+    ))
+    .await;
+    let mut stream = raw_tls(gw.gw.tls_addr, &gw.certs).await;
+    tokio::io::AsyncWriteExt::write_all(
+        &mut stream,
+        b"GET /echo HTTP/1.1\r\nhost: localhost\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let (head, _) = read_response(&mut stream).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    wait_parked(&gw, 1.0).await;
+    let url = format!("wss://localhost:{}/ws", gw.gw.tls_addr.port());
+    let (mut ws, resp) = tokio_tungstenite::client_async(url, stream)
+        .await
+        .expect("upgrade on the parked connection");
+    assert_eq!(resp.status(), 101);
+    wait_parked(&gw, 0.0).await;
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    for i in 0..3 {
+        ws.send(Message::text(format!("hello {i}"))).await.unwrap();
+        let back = ws.next().await.unwrap().unwrap();
+        assert_eq!(back.into_text().unwrap().as_str(), format!("hello {i}"));
+        ws.send(Message::binary(big.clone())).await.unwrap();
+        let back = ws.next().await.unwrap().unwrap();
+        assert_eq!(back.into_data().as_ref(), big.as_slice());
+    }
+    ws.close(None).await.unwrap();
+}

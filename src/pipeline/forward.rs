@@ -14,9 +14,10 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
-use crate::body::{ReqBody, ResBody};
+use crate::body::{BoxError, ReqBody, ResBody};
 use crate::config::{Route, Upstream};
 use crate::error::GatewayError;
+use crate::server::h1::ClientUpgrade;
 
 /// The pooled client type used for every upstream.
 pub type HttpClient = Client<HttpsConnector<HttpConnector>, ReqBody>;
@@ -277,20 +278,17 @@ async fn forward(
 
 /// Splices an upgraded client connection to an upgraded upstream connection
 /// until either side closes.
-pub fn splice_upgrade(
-    client: hyper::upgrade::OnUpgrade,
-    upstream: hyper::upgrade::OnUpgrade,
-    route: String,
-) {
+pub fn splice_upgrade(client: ClientUpgrade, upstream: hyper::upgrade::OnUpgrade, route: String) {
     tokio::spawn(async move {
-        let (c, u) = match tokio::try_join!(client, upstream) {
+        let upstream = async { upstream.await.map_err(BoxError::from) };
+        let (mut c, u) = match tokio::try_join!(client.stream(), upstream) {
             Ok(pair) => pair,
             Err(e) => {
                 tracing::debug!(route, error = %e, "upgrade did not complete");
                 return;
             }
         };
-        let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
+        let mut u = TokioIo::new(u);
         if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
             tracing::debug!(route, error = %e, "upgraded connection ended with an error");
         }

@@ -22,6 +22,7 @@ use hyper::body::Incoming;
 use crate::body::{ReqBody, ResBody};
 use crate::config::{Authenticate, Route, Snapshot};
 use crate::error::GatewayError;
+use crate::server::h1::ClientUpgrade;
 use crate::State;
 use route::Selection;
 
@@ -318,7 +319,7 @@ async fn run(
         });
     };
     let websocket = route.websocket && forward::is_websocket_upgrade(&req);
-    let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
+    let client_upgrade = websocket.then(|| ClientUpgrade::on(&mut req));
     let target = forward::Target::new(
         &route,
         upstream,

@@ -3,30 +3,35 @@
 //! Each connection loads the current snapshot once for its TLS settings and
 //! HTTP limits (so a reload applies to new connections, certificates
 //! included); each request then loads the snapshot it will keep to the end.
-//! A connection must complete its TLS handshake and send its first bytes
-//! within `header_read_timeout`; hyper bounds each request head after that.
+//! A connection must complete its TLS handshake and send its first request
+//! head within `header_read_timeout`.
 //!
-//! TLS connections that did not negotiate h2 are served by hyper's HTTP/1.1
-//! connection directly: no protocol sniffing, whose replayed bytes would
-//! make hyper double the read buffer every idle keep-alive connection holds.
+//! HTTP/2 is told from HTTP/1.1 by ALPN over TLS and by the connection
+//! preface in plaintext (h2c with prior knowledge); HTTP/1.1 connections are
+//! served by [`super::h1`], which parks them while idle.
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio::time::Instant;
 
+use super::h1;
+use super::stream::{Park, Prefixed};
+use crate::body::BoxError;
 use crate::config::Limits;
 use crate::pipeline::{self, ConnInfo};
 use crate::State;
+
+/// A client's TLS stream.
+type TlsStream = tokio_rustls::server::TlsStream<TcpStream>;
 
 /// Which kind of public listener an accept loop serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,7 +54,7 @@ pub async fn serve(
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
-            _ = shutdown.wait_for(|s| *s) => break,
+            _ = async { shutdown.wait_for(|s| *s).await.is_ok() } => break,
         };
         let (tcp, remote) = match accepted {
             Ok(pair) => pair,
@@ -101,94 +106,88 @@ async fn serve_connection(
     conn: ConnInfo,
     state: Arc<State>,
     watcher: hyper_util::server::graceful::Watcher,
-    mut shutdown: watch::Receiver<bool>,
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), BoxError> {
     let snap = state.snapshot.load_full();
     let limits = snap.limits;
-    // One deadline from accept covers the TLS handshake and the first bytes
-    // (which tell HTTP/1.1 from HTTP/2); hyper's own header timer takes over
-    // from there. Without it a client that connects and then stays silent
-    // would hold the connection forever: hyper-util's protocol detection
-    // waits for those bytes with no timeout of its own.
-    let deadline = tokio::time::Instant::now() + snap.limits.header_read_timeout;
-    let service = {
-        let state = state.clone();
-        // Boxed: hyper keeps room for one request future per connection,
-        // idle or not; a box costs one allocation per request instead of
-        // ~6 KB held by every idle connection.
-        service_fn(move |req| {
-            let state = state.clone();
-            Box::pin(async move {
-                let snap = state.snapshot.load_full();
-                Ok::<_, std::convert::Infallible>(pipeline::handle(&state, snap, req, conn).await)
-            })
-        })
-    };
-    match kind {
+    // One deadline from accept covers the TLS handshake, the first bytes
+    // (which tell HTTP/1.1 from HTTP/2) and, for HTTP/1.1, the first request
+    // head. Without it a client that connects and then stays silent would
+    // hold the connection forever: hyper-util's protocol detection waits
+    // for those bytes with no timeout of its own.
+    let deadline = Instant::now() + snap.limits.header_read_timeout;
+    let result = match kind {
         Kind::Tls => {
             let Some(tls) = snap.server.tls.clone() else {
                 return Err("no TLS configuration".into());
             };
             drop(snap);
             let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-            let stream = tokio::time::timeout_at(deadline, acceptor.accept(tcp))
-                .await
-                .map_err(|_| "TLS handshake timed out")??;
-            if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
-                // HTTP/1.1 (over TLS, h2 needs ALPN): hyper's header timer
-                // bounds the first head too.
-                let c = http1_builder(&limits)
-                    .serve_connection(TokioIo::new(stream), service)
-                    .with_upgrades();
-                tokio::pin!(c);
-                let result = tokio::select! {
-                    r = c.as_mut() => r,
-                    _ = async { shutdown.wait_for(|s| *s).await.is_ok() } => {
-                        c.as_mut().graceful_shutdown();
-                        c.await
-                    }
-                };
-                // Held until here: the drain waits for this connection.
-                drop(watcher);
-                return result.map_err(Into::into);
+            // The handshake and the TLS stream live in boxes of their own:
+            // a task is as big as the largest state of its future, and a
+            // parked connection should not carry room for a handshake or
+            // several moved copies of a 1.2 KB stream.
+            let stream: Box<TlsStream> = Box::new(
+                tokio::time::timeout_at(deadline, Box::pin(acceptor.accept(tcp)))
+                    .await
+                    .map_err(|_| "TLS handshake timed out")??,
+            );
+            if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                // hyper waits for the connection preface without a timeout.
+                match first_bytes(stream, deadline).await? {
+                    None => Ok(()),
+                    Some(io) => Box::pin(serve_h2(io, &limits, state, conn, shutdown)).await,
+                }
+            } else {
+                // HTTP/1.1 (over TLS, h2 needs ALPN).
+                let io = Prefixed::new(stream);
+                h1::serve(io, &limits, deadline, state, conn, shutdown).await
             }
-            serve_sniffed(stream, deadline, &limits, service, watcher).await
         }
         Kind::Plain => {
             drop(snap);
-            serve_sniffed(tcp, deadline, &limits, service, watcher).await
+            match first_bytes(tcp, deadline).await? {
+                None => Ok(()),
+                Some(io) if io.prefix() == H2_PREFACE => {
+                    Box::pin(serve_h2(io, &limits, state, conn, shutdown)).await
+                }
+                Some(io) => h1::serve(io, &limits, deadline, state, conn, shutdown).await,
+            }
         }
-    }
+    };
+    // Held until here: the shutdown drain waits for this connection.
+    drop(watcher);
+    result
 }
 
-/// Serves HTTP/1.1 or HTTP/2, told apart by the first bytes (which must
-/// arrive before `deadline`).
-async fn serve_sniffed<S, Svc, B>(
-    io: S,
-    deadline: tokio::time::Instant,
+/// Serves HTTP/2 (ALPN h2, or h2c with prior knowledge) until the client
+/// closes or the drain ends it.
+async fn serve_h2<S: Park>(
+    io: Prefixed<S>,
     limits: &Limits,
-    service: Svc,
-    watcher: hyper_util::server::graceful::Watcher,
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    Svc: hyper::service::Service<
-            http::Request<hyper::body::Incoming>,
-            Response = http::Response<B>,
-            Error = std::convert::Infallible,
-        > + Send
-        + 'static,
-    Svc::Future: Send + 'static,
-    B: hyper::body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let Some(stream) = first_bytes(io, deadline).await? else {
-        return Ok(());
+    state: Arc<State>,
+    conn: ConnInfo,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), BoxError> {
+    // Boxed: hyper keeps room for one request future per stream.
+    let service = service_fn(move |req| {
+        let state = state.clone();
+        Box::pin(async move {
+            let snap = state.snapshot.load_full();
+            Ok::<_, std::convert::Infallible>(pipeline::handle(&state, snap, req, conn).await)
+        })
+    });
+    let c = h2_builder(limits).serve_connection(TokioIo::new(io), service);
+    tokio::pin!(c);
+    let served = tokio::select! {
+        r = c.as_mut() => r,
+        _ = async { shutdown.wait_for(|s| *s).await.is_ok() } => {
+            // GOAWAY, then the streams in flight finish.
+            c.as_mut().graceful_shutdown();
+            c.await
+        }
     };
-    let builder = http_builder(limits);
-    let c = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-    watcher.watch(c.into_owned()).await
+    served.map_err(Into::into)
 }
 
 /// The HTTP/2 connection preface (RFC 9113 section 3.4).
@@ -198,10 +197,7 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// HTTP/1.1-or-HTTP/2 decision needs: the whole HTTP/2 preface, or up to
 /// the first byte that differs from it. Returns the stream with those bytes
 /// put back in front, or `None` when the client closed without a byte.
-async fn first_bytes<S>(
-    mut io: S,
-    deadline: tokio::time::Instant,
-) -> Result<Option<Prefixed<S>>, Box<dyn std::error::Error + Send + Sync>>
+async fn first_bytes<S>(mut io: S, deadline: Instant) -> Result<Option<Prefixed<S>>, BoxError>
 where
     S: AsyncRead + Unpin,
 {
@@ -226,95 +222,43 @@ where
     if filled == 0 {
         return Ok(None);
     }
-    Ok(Some(Prefixed {
-        prefix: Bytes::copy_from_slice(&buf[..filled]),
-        inner: io,
-    }))
+    Ok(Some(Prefixed::with_prefix(
+        Bytes::copy_from_slice(&buf[..filled]),
+        io,
+    )))
 }
 
-/// A stream whose first bytes were already read: they are replayed before
-/// the stream is read further. Writes go straight through.
-struct Prefixed<S> {
-    prefix: Bytes,
-    inner: S,
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        if !this.prefix.is_empty() {
-            let n = this.prefix.len().min(buf.remaining());
-            buf.put_slice(&this.prefix.split_to(n));
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut this.inner).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
-}
-
-/// hyper's read buffer bound: hyper answers 431 itself when a head
-/// outgrows it; the pipeline checks the exact limit below hyper's 8 KiB
-/// minimum.
-fn h1_max_buf(limits: &Limits) -> usize {
-    limits.max_header_bytes.max(8192)
-}
-
-/// The HTTP/1.1 server settings derived from `[limits]` (TLS without h2).
-fn http1_builder(limits: &Limits) -> hyper::server::conn::http1::Builder {
-    let mut b = hyper::server::conn::http1::Builder::new();
-    b.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(h1_max_buf(limits));
-    b
-}
-
-/// The HTTP/1.1 + HTTP/2 server settings derived from `[limits]`.
-fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
-    let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(h1_max_buf(limits));
-    // Same headroom for HTTP/2 (whose list size also counts 32 bytes per
+/// The HTTP/2 server settings derived from `[limits]`.
+fn h2_builder(limits: &Limits) -> http2::Builder<TokioExecutor> {
+    let mut b = http2::Builder::new(TokioExecutor::new());
+    // Same headroom as HTTP/1.1 (the list size also counts 32 bytes per
     // field), so the exact limit is answered with the JSON error.
-    let h2_cap = limits.max_header_bytes.max(8192) + 4096;
-    b.http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(h2_cap).unwrap_or(u32::MAX))
+    let cap = limits.max_header_bytes.max(8192) + 4096;
+    b.timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(cap).unwrap_or(u32::MAX))
         .keep_alive_interval(Duration::from_secs(30))
         .max_concurrent_streams(256);
     b
+}
+
+#[cfg(test)]
+mod tests {
+    /// The size of the future an async fn taking six arguments returns.
+    fn future_size<F, A, B, C, D, E, G, R>(_: F) -> usize
+    where
+        F: FnOnce(A, B, C, D, E, G) -> R,
+    {
+        std::mem::size_of::<R>()
+    }
+
+    /// Every connection's task is as big as the largest state of its
+    /// future, for as long as the connection lives, parked or not: the
+    /// handshake, the TLS stream and HTTP/2 must stay boxed out of it.
+    #[test]
+    fn a_connection_task_stays_small() {
+        let task = future_size(super::serve_connection);
+        assert!(task <= 2048, "connection future is {task} bytes");
+        let h1 = future_size(super::h1::serve::<Box<super::TlsStream>>);
+        assert!(h1 <= 1280, "HTTP/1.1 future is {h1} bytes");
+    }
 }

@@ -2,7 +2,9 @@
 //! the admin listener.
 
 pub mod admin;
+pub mod h1;
 pub mod listen;
+mod stream;
 
 /// Pause after a failed accept.
 const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(50);

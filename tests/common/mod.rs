@@ -610,3 +610,55 @@ pub fn jwt_claims(jwt: &str) -> serde_json::Value {
     )
     .unwrap()
 }
+
+/// Reads one response (head and a `content-length` body) from `s`.
+pub async fn read_response(s: &mut (impl tokio::io::AsyncRead + Unpin)) -> (String, Vec<u8>) {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::io::AsyncReadExt::read(s, &mut byte),
+        )
+        .await
+        .expect("response head within 5 s")
+        .unwrap();
+        assert_eq!(n, 1, "closed mid-head: {}", String::from_utf8_lossy(&buf));
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8(buf).unwrap().to_ascii_lowercase();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    tokio::io::AsyncReadExt::read_exact(s, &mut body)
+        .await
+        .unwrap();
+    (head, body)
+}
+
+/// How many idle connections the gateway has parked (src/server/h1.rs).
+pub async fn parked(gw: &TestGateway) -> f64 {
+    metric(
+        &scrape(gw.gw.admin_addr.unwrap()).await,
+        "meetgate_connections_parked",
+    )
+}
+
+/// Waits until exactly `n` connections are parked.
+pub async fn wait_parked(gw: &TestGateway, n: f64) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = parked(gw).await;
+        if now == n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{now} connections parked, expected {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

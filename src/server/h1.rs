@@ -1,0 +1,307 @@
+//! HTTP/1.1 connections that hold no HTTP state while idle.
+//!
+//! hyper keeps an 8 KiB read buffer, a write buffer and its connection
+//! state for as long as a keep-alive connection lives, busy or not. Here a
+//! connection quiet for [`PARK_AFTER`] (one to two of them) is handed back
+//! by hyper (`without_shutdown`) and *parked*: only the stream (for TLS,
+//! rustls' session) is kept, in a small task, until the client sends again;
+//! then a new hyper connection takes over, with any bytes hyper had read
+//! but not used put back in front.
+//!
+//! Keep-alive timing stays what hyper gives: an idle connection must begin
+//! its next request head within `header_read_timeout` of going idle
+//! (parked or not), or it is closed.
+//!
+//! WebSocket upgrades are handed over here too, since hyper cannot do it on
+//! a connection it returns: a request carrying `Upgrade` gets a
+//! [`ClientUpgrade`] slot, filled with the stream after the 101.
+
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::Request;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{oneshot, watch};
+use tokio::time::Instant;
+
+use super::stream::{Park, Prefixed};
+use crate::body::BoxError;
+use crate::config::Limits;
+use crate::pipeline::{self, ConnInfo};
+use crate::State;
+
+/// How long a connection must be quiet (no request in flight, none begun)
+/// before it is parked; the check runs on a timer of this period, so a
+/// connection parks after one to two of these.
+pub const PARK_AFTER: Duration = Duration::from_millis(200);
+
+/// A client stream after a WebSocket upgrade.
+pub trait UpgradedStream: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> UpgradedStream for T {}
+
+/// What a connection's requests report to the task driving it.
+#[derive(Default)]
+struct Activity {
+    /// Requests whose response body has not been dropped by hyper yet.
+    in_flight: AtomicUsize,
+    /// Requests begun on this connection, ever.
+    started: AtomicU64,
+    /// Where the stream goes after a 101, while a request waits for it.
+    upgrade: Mutex<Option<oneshot::Sender<Box<dyn UpgradedStream>>>>,
+}
+
+impl Activity {
+    fn begin(self: &Arc<Self>) -> InFlight {
+        self.started.fetch_add(1, Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+
+    /// No request in flight and none begun since `started` was read; and
+    /// at least one begun since the hyper connection took over at
+    /// `resumed` (hyper only lets a connection go between requests, not
+    /// before its first: asked earlier it would close after that one).
+    fn quiet_since(&self, started: u64, resumed: u64) -> bool {
+        started > resumed
+            && self.in_flight.load(Ordering::Relaxed) == 0
+            && self.started.load(Ordering::Relaxed) == started
+    }
+
+    fn take_upgrade(&self) -> Option<oneshot::Sender<Box<dyn UpgradedStream>>> {
+        self.upgrade
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+}
+
+/// One request, from the service call until hyper drops its response body.
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that counts as in flight until hyper drops it.
+    pub struct Tracked<B> {
+        #[pin]
+        inner: B,
+        guard: InFlight,
+    }
+}
+
+impl<B: Body> Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        self.project().inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Request extension: the connection's upgrade slot.
+#[derive(Clone)]
+struct UpgradeSlot(Arc<Activity>);
+
+/// The client side of a WebSocket upgrade: the stream once the 101 has been
+/// written.
+pub enum ClientUpgrade {
+    /// A connection served by this module.
+    Parked(oneshot::Receiver<Box<dyn UpgradedStream>>),
+    /// A connection served by hyper's own upgrade machinery (HTTP/2 and
+    /// sniffed connections).
+    Hyper(hyper::upgrade::OnUpgrade),
+}
+
+impl ClientUpgrade {
+    /// Registers for the upgrade of `req`'s connection. Call before the
+    /// response is returned.
+    pub fn on<B>(req: &mut Request<B>) -> Self {
+        match req.extensions_mut().remove::<UpgradeSlot>() {
+            Some(UpgradeSlot(activity)) => {
+                let (tx, rx) = oneshot::channel();
+                *activity
+                    .upgrade
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(tx);
+                ClientUpgrade::Parked(rx)
+            }
+            None => ClientUpgrade::Hyper(hyper::upgrade::on(req)),
+        }
+    }
+
+    /// The upgraded stream.
+    pub async fn stream(self) -> Result<Box<dyn UpgradedStream>, BoxError> {
+        match self {
+            ClientUpgrade::Parked(rx) => rx
+                .await
+                .map_err(|_| "the connection closed before the upgrade".into()),
+            ClientUpgrade::Hyper(on) => Ok(Box::new(TokioIo::new(on.await?))),
+        }
+    }
+}
+
+/// Why hyper handed the connection back.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Handback {
+    /// Closed, by the client or by `Connection: close`, or upgraded.
+    Ended,
+    /// Asked to stop after going quiet.
+    Park,
+    /// Asked to stop for shutdown.
+    Shutdown,
+}
+
+/// Serves HTTP/1.1 on `io` until the client closes, parking the connection
+/// whenever it goes quiet.
+///
+/// `first_head_by` bounds the first request head (the connection's accept
+/// time plus `header_read_timeout`).
+pub(super) async fn serve<S: Park>(
+    mut io: Prefixed<S>,
+    limits: &Limits,
+    first_head_by: Instant,
+    state: Arc<State>,
+    conn: ConnInfo,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), BoxError> {
+    let activity = Arc::new(Activity::default());
+    let metrics = state.metrics.clone();
+    let mut service = {
+        let activity = activity.clone();
+        // Boxed: hyper keeps room for one request future per connection; a
+        // box costs one allocation per request instead of ~6 KB held by
+        // every connection.
+        service_fn(move |mut req: Request<Incoming>| {
+            let state = state.clone();
+            let guard = activity.begin();
+            if req.headers().contains_key(http::header::UPGRADE) {
+                req.extensions_mut().insert(UpgradeSlot(activity.clone()));
+            }
+            Box::pin(async move {
+                let snap = state.snapshot.load_full();
+                let resp = pipeline::handle(&state, snap, req, conn).await;
+                Ok::<_, std::convert::Infallible>(resp.map(|inner| Tracked { inner, guard }))
+            })
+        })
+    };
+    // Set while no request has begun since the connection went idle: the
+    // instant by which one must, as hyper's header timer would have it.
+    let mut idle_deadline = Some(first_head_by);
+    let header_read_timeout = limits.header_read_timeout;
+    let builder = builder(limits);
+    loop {
+        let mut http = Box::new(builder.serve_connection(TokioIo::new(io), service));
+        let resumed = activity.started.load(Ordering::Relaxed);
+        let mut seen = resumed;
+        let mut quiet = false;
+        let mut tick = Box::pin(tokio::time::sleep(PARK_AFTER));
+        let mut handback = Handback::Ended;
+        let served = loop {
+            tokio::select! {
+                r = poll_fn(|cx| http.poll_without_shutdown(cx)) => break r,
+                () = tick.as_mut(), if handback == Handback::Ended => {
+                    let now = Instant::now();
+                    if activity.started.load(Ordering::Relaxed) != resumed {
+                        idle_deadline = None;
+                    } else if idle_deadline.is_some_and(|d| now >= d) {
+                        return Err("no request within header_read_timeout".into());
+                    }
+                    if activity.quiet_since(seen, resumed) {
+                        if quiet {
+                            Pin::new(&mut *http).graceful_shutdown();
+                            handback = Handback::Park;
+                            continue;
+                        }
+                        quiet = true;
+                    } else {
+                        quiet = false;
+                        seen = activity.started.load(Ordering::Relaxed);
+                    }
+                    tick.as_mut().reset(now + PARK_AFTER);
+                }
+                _ = async { shutdown.wait_for(|s| *s).await.is_ok() }, if handback != Handback::Shutdown => {
+                    Pin::new(&mut *http).graceful_shutdown();
+                    handback = Handback::Shutdown;
+                }
+            }
+        };
+        served?;
+        let parts = http.into_parts();
+        service = parts.service;
+        io = parts.io.into_inner();
+        io.put_back(parts.read_buf);
+        match handback {
+            Handback::Shutdown => return close(io, header_read_timeout).await,
+            Handback::Ended => {
+                if let Some(tx) = activity.take_upgrade() {
+                    if !tx.is_closed() {
+                        let _ = tx.send(Box::new(io));
+                        return Ok(());
+                    }
+                }
+                return close(io, header_read_timeout).await;
+            }
+            Handback::Park => {}
+        }
+        // Parked: the stream alone, until the client sends (or closes).
+        let deadline = *idle_deadline
+            .get_or_insert_with(|| Instant::now() + header_read_timeout.saturating_sub(PARK_AFTER));
+        metrics.connections_parked.inc();
+        let woke = tokio::select! {
+            woke = poll_fn(|cx| io.poll_wake(cx)) => Some(woke),
+            () = tokio::time::sleep_until(deadline) => None,
+            _ = async { shutdown.wait_for(|s| *s).await.is_ok() } => None,
+        };
+        metrics.connections_parked.dec();
+        match woke {
+            Some(woke) => woke?,
+            None => return close(io, header_read_timeout).await,
+        }
+    }
+}
+
+/// Ends the stream cleanly (TLS close_notify, then FIN), within `within`.
+/// The client may be gone already: nothing to report then.
+async fn close<S: AsyncWrite + Unpin>(mut io: S, within: Duration) -> Result<(), BoxError> {
+    let _ = tokio::time::timeout(within, io.shutdown()).await;
+    Ok(())
+}
+
+/// hyper's read buffer bound: hyper answers 431 itself when a head
+/// outgrows it; the pipeline checks the exact limit below hyper's 8 KiB
+/// minimum.
+fn h1_max_buf(limits: &Limits) -> usize {
+    limits.max_header_bytes.max(8192)
+}
+
+/// The HTTP/1.1 server settings derived from `[limits]`.
+fn builder(limits: &Limits) -> hyper::server::conn::http1::Builder {
+    let mut b = hyper::server::conn::http1::Builder::new();
+    b.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(h1_max_buf(limits));
+    b
+}
