@@ -249,6 +249,8 @@ pub(super) async fn serve<S: Park>(
             }
         };
         served?;
+        // Nothing of the served connection stays for the parked state.
+        drop(tick);
         let parts = http.into_parts();
         service = parts.service;
         io = parts.io.into_inner();
