@@ -14,6 +14,8 @@ use http::{Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use crate::pipeline::pool::Lease;
+
 /// Boxed error type for bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -26,6 +28,9 @@ pin_project_lite::pin_project! {
         Full { data: Option<Bytes> },
         /// A client's or upstream's body, streamed through.
         Stream { #[pin] inner: Incoming },
+        /// A plain-HTTP upstream's body, streamed through; its connection
+        /// goes back to the pool once the body has ended.
+        Leased { #[pin] inner: Incoming, lease: Lease },
     }
 }
 
@@ -52,6 +57,12 @@ impl GatewayBody {
     pub fn stream(inner: Incoming) -> Self {
         GatewayBody::Stream { inner }
     }
+
+    /// A streamed upstream body holding its pooled connection.
+    pub fn leased(inner: Incoming, mut lease: Lease) -> Self {
+        lease.done = inner.is_end_stream();
+        GatewayBody::Leased { inner, lease }
+    }
 }
 
 /// A response the gateway answers itself, with a JSON body.
@@ -74,13 +85,22 @@ impl Body for GatewayBody {
         match self.project() {
             GatewayBodyProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             GatewayBodyProj::Stream { inner } => inner.poll_frame(cx).map_err(Into::into),
+            GatewayBodyProj::Leased { mut inner, lease } => {
+                let frame = std::task::ready!(inner.as_mut().poll_frame(cx));
+                if frame.is_none() || inner.is_end_stream() {
+                    lease.done = true;
+                }
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
             GatewayBody::Full { data } => data.is_none(),
-            GatewayBody::Stream { inner } => inner.is_end_stream(),
+            GatewayBody::Stream { inner } | GatewayBody::Leased { inner, .. } => {
+                inner.is_end_stream()
+            }
         }
     }
 
@@ -89,7 +109,7 @@ impl Body for GatewayBody {
             GatewayBody::Full { data } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
-            GatewayBody::Stream { inner } => inner.size_hint(),
+            GatewayBody::Stream { inner } | GatewayBody::Leased { inner, .. } => inner.size_hint(),
         }
     }
 }

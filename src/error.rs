@@ -89,7 +89,7 @@ pub enum GatewayError {
     UpstreamFailed {
         upstream: String,
         #[source]
-        source: hyper_util::client::legacy::Error,
+        source: crate::body::BoxError,
     },
 
     /// The upstream did not answer within `limits.upstream_timeout_ms`.

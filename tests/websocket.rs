@@ -29,6 +29,21 @@ async fn ws_echo_upstream() -> std::net::SocketAddr {
     addr
 }
 
+/// A gateway with the WebSocket route `/ws` to `up`, then `more` routes.
+async fn ws_gateway(up: std::net::SocketAddr, more: &str) -> TestGateway {
+    TestGateway::start(&format!(
+        r#"
+[[route]]
+name = "ws"
+path = "/ws"
+upstream = "http://{up}"
+authenticate = "none"
+websocket = true
+{more}"#
+    ))
+    .await
+}
+
 async fn connect(
     gw: &TestGateway,
     path: &str,
@@ -46,22 +61,18 @@ async fn connect(
 #[tokio::test]
 async fn websocket_echo_through_the_gateway() {
     let up = ws_echo_upstream().await;
-    let gw = TestGateway::start(&format!(
-        r#"
-[[route]]
-name = "ws"
-path = "/ws"
-upstream = "http://{up}"
-authenticate = "none"
-websocket = true
-
+    let gw = ws_gateway(
+        up,
+        &format!(
+            r#"
 [[route]]
 name = "no-ws"
 path = "/plain"
 upstream = "http://{up}"
 authenticate = "none"
 "#
-    ))
+        ),
+    )
     .await;
     let mut ws = connect(&gw, "/ws")
         .await
@@ -92,22 +103,18 @@ async fn upgrade_on_a_keep_alive_connection_after_it_was_parked() {
     // larger than any buffer on the way.
     let up = ws_echo_upstream().await;
     let echo = echo_upstream().await;
-    let gw = TestGateway::start(&format!(
-        r#"
-[[route]]
-name = "ws"
-path = "/ws"
-upstream = "http://{up}"
-authenticate = "none"
-websocket = true
-
+    let gw = ws_gateway(
+        up,
+        &format!(
+            r#"
 [[route]]
 name = "echo"
 path = "/echo"
 upstream = "http://{echo}"
 authenticate = "none"
 "#
-    ))
+        ),
+    )
     .await;
     let mut stream = raw_tls(gw.gw.tls_addr, &gw.certs).await;
     tokio::io::AsyncWriteExt::write_all(

@@ -20,6 +20,7 @@ use super::source::{KeyPath, SourceMap};
 use super::*;
 use crate::net::is_loopback_host;
 use crate::pipeline::forward::{self, UpstreamClient};
+use crate::pipeline::pool::H1Pool;
 use crate::pipeline::route::PathPattern;
 use crate::secret::{resolve, EnvLookup};
 use crate::tls;
@@ -319,6 +320,7 @@ impl Builder<'_, '_> {
             roots,
             default: None,
             by_ca: HashMap::new(),
+            plain: HashMap::new(),
         };
         let mut names = BTreeSet::new();
         let mut routes = Vec::new();
@@ -1301,9 +1303,12 @@ impl Builder<'_, '_> {
                 }
             }
         };
+        let scheme = parts.scheme?;
+        let authority = parts.authority?;
         Some(Upstream {
-            scheme: parts.scheme?,
-            authority: parts.authority?,
+            plain: (scheme == http::uri::Scheme::HTTP).then(|| clients.plain(&authority)),
+            scheme,
+            authority,
             base_path: parts
                 .path_and_query
                 .map(|pq| pq.path().trim_end_matches('/').to_owned())
@@ -1349,12 +1354,20 @@ struct ClientCache {
     roots: rustls::RootCertStore,
     default: Option<UpstreamClient>,
     by_ca: HashMap<PathBuf, UpstreamClient>,
+    plain: HashMap<http::uri::Authority, Arc<H1Pool>>,
 }
 
 impl ClientCache {
     fn default(&mut self) -> UpstreamClient {
         self.default
             .get_or_insert_with(|| forward::new_client(self.roots.clone()))
+            .clone()
+    }
+
+    fn plain(&mut self, authority: &http::uri::Authority) -> Arc<H1Pool> {
+        self.plain
+            .entry(authority.clone())
+            .or_insert_with(|| H1Pool::new(authority.clone()))
             .clone()
     }
 

@@ -286,6 +286,9 @@ pub struct Upstream {
     /// The pooled client for this upstream (shared between routes with the
     /// same trust settings).
     pub client: UpstreamClient,
+    /// For `http://` upstreams: the HTTP/1.1 connection pool (shared
+    /// between routes to the same authority).
+    pub plain: Option<std::sync::Arc<crate::pipeline::pool::H1Pool>>,
 }
 
 impl fmt::Debug for Upstream {

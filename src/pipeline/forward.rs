@@ -179,7 +179,7 @@ impl<'a> Target<'a> {
         req: Request<ReqBody>,
         websocket: bool,
         identity: Vec<(HeaderName, HeaderValue)>,
-    ) -> Result<Response<hyper::body::Incoming>, GatewayError> {
+    ) -> Result<Response<ResBody>, GatewayError> {
         forward(self, req, websocket, identity).await
     }
 }
@@ -189,7 +189,7 @@ async fn forward(
     mut req: Request<ReqBody>,
     websocket: bool,
     identity: Vec<(HeaderName, HeaderValue)>,
-) -> Result<Response<hyper::body::Incoming>, GatewayError> {
+) -> Result<Response<ResBody>, GatewayError> {
     let Target {
         route,
         upstream,
@@ -241,32 +241,53 @@ async fn forward(
         pq.push('?');
         pq.push_str(q);
     }
-    let uri = Uri::builder()
-        .scheme(upstream.scheme.clone())
-        .authority(upstream.authority.clone())
-        .path_and_query(pq)
-        .build()
-        .map_err(|_| GatewayError::BadRequest {
-            code: "invalid_request",
-            description: "the request target cannot be forwarded".to_owned(),
-        })?;
-    *req.uri_mut() = uri;
+    // Plain-HTTP upstreams take the origin form on a pooled HTTP/1.1
+    // connection (upgrades go through hyper-util's client, which can hand
+    // the connection over).
+    let pooled = upstream.plain.as_ref().filter(|_| !websocket);
+    let uri = if pooled.is_some() {
+        Uri::try_from(pq).ok()
+    } else {
+        Uri::builder()
+            .scheme(upstream.scheme.clone())
+            .authority(upstream.authority.clone())
+            .path_and_query(pq)
+            .build()
+            .ok()
+    };
+    *req.uri_mut() = uri.ok_or_else(|| GatewayError::BadRequest {
+        code: "invalid_request",
+        description: "the request target cannot be forwarded".to_owned(),
+    })?;
     // The client picks the upstream protocol (ALPN); HTTP/1.1 semantics are
     // what every upstream understands.
     *req.version_mut() = Version::HTTP_11;
 
-    let upstream_name = || format!("{upstream:?}");
-    let mut resp = match tokio::time::timeout(timeout, upstream.client.request(req)).await {
+    let sent = async {
+        match pooled {
+            Some(pool) => pool
+                .send(req)
+                .await
+                .map(|(resp, lease)| resp.map(|body| ResBody::leased(body, lease))),
+            None => upstream
+                .client
+                .request(req)
+                .await
+                .map(|resp| resp.map(ResBody::stream))
+                .map_err(Into::into),
+        }
+    };
+    let mut resp = match tokio::time::timeout(timeout, sent).await {
         Ok(Ok(resp)) => resp,
         Ok(Err(source)) => {
             return Err(GatewayError::UpstreamFailed {
-                upstream: upstream_name(),
+                upstream: format!("{upstream:?}"),
                 source,
             })
         }
         Err(_) => {
             return Err(GatewayError::UpstreamTimeout {
-                upstream: upstream_name(),
+                upstream: format!("{upstream:?}"),
             })
         }
     };
@@ -293,11 +314,6 @@ pub fn splice_upgrade(client: ClientUpgrade, upstream: hyper::upgrade::OnUpgrade
             tracing::debug!(route, error = %e, "upgraded connection ended with an error");
         }
     });
-}
-
-/// Converts an upstream response into the gateway's response type.
-pub fn into_response(resp: Response<hyper::body::Incoming>) -> Response<ResBody> {
-    resp.map(ResBody::stream)
 }
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");

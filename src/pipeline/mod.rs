@@ -8,6 +8,7 @@ pub mod authn;
 pub mod authz;
 pub mod forward;
 pub mod inject;
+pub mod pool;
 pub mod route;
 pub mod webhook;
 
@@ -363,7 +364,7 @@ async fn run(
             forward::splice_upgrade(client_upgrade, upstream_upgrade, route.name.clone());
         }
     }
-    Ok(forward::into_response(resp))
+    Ok(resp)
 }
 
 /// A `verify_webhook` route: buffer (bounded), verify, answer Zoom's URL
@@ -490,7 +491,7 @@ async fn webhook_route(
             d.delivered().await;
         }
     }
-    Ok(forward::into_response(resp))
+    Ok(resp)
 }
 
 /// Reads a body the gateway must hold, refusing more than
