@@ -24,6 +24,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// it closes keep-alive connections idle that long.
 async fn counting_upstream(idle_close: Option<Duration>) -> (SocketAddr, Arc<AtomicUsize>) {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    serve_counting(l, idle_close)
+}
+
+fn serve_counting(
+    l: tokio::net::TcpListener,
+    idle_close: Option<Duration>,
+) -> (SocketAddr, Arc<AtomicUsize>) {
     let addr = l.local_addr().unwrap();
     let accepted = Arc::new(AtomicUsize::new(0));
     let count = accepted.clone();
@@ -161,4 +168,20 @@ async fn a_response_abandoned_mid_body_does_not_give_its_connection_back() {
     let (s, _, _) = get(&client, &gw.url("/up/small"), &[]).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ipv6_literal_upstream_is_reached_and_pooled() {
+    let Ok(l) = tokio::net::TcpListener::bind("[::1]:0").await else {
+        eprintln!("SKIPPED: no IPv6 loopback on this machine");
+        return;
+    };
+    let (up, accepted) = serve_counting(l, None);
+    let gw = gateway(up).await;
+    let client = gw.h1();
+    for _ in 0..3 {
+        let (s, _, b) = get(&client, &gw.url("/up/small"), &[]).await;
+        assert_eq!((s, b.as_ref()), (StatusCode::OK, &b"ok"[..]));
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
 }

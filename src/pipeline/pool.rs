@@ -99,10 +99,14 @@ impl H1Pool {
     }
 
     async fn connect(&self) -> Result<SendRequest<ReqBody>, BoxError> {
-        let addr = (
-            self.authority.host(),
-            self.authority.port_u16().unwrap_or(80),
-        );
+        // An IPv6 literal comes bracketed in an authority, not in a socket
+        // address.
+        let host = self.authority.host();
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        let addr = (host, self.authority.port_u16().unwrap_or(80));
         let tcp = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
             .await
             .map_err(|_| "connect timed out")??;
