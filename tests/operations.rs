@@ -471,7 +471,9 @@ async fn audit_setup() -> (
     (gw, issuer, key, audit, received)
 }
 
-fn audit_lines(path: &std::path::Path, n: usize) -> Vec<Value> {
+/// Waits (without blocking the runtime the audit writer runs on) until the
+/// audit log holds at least `n` lines.
+async fn audit_lines(path: &std::path::Path, n: usize) -> Vec<Value> {
     for _ in 0..200 {
         let text = std::fs::read_to_string(path).unwrap_or_default();
         let lines: Vec<Value> = text
@@ -481,7 +483,7 @@ fn audit_lines(path: &std::path::Path, n: usize) -> Vec<Value> {
         if lines.len() >= n {
             return lines;
         }
-        std::thread::sleep(Duration::from_millis(10));
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("fewer than {n} audit lines");
 }
@@ -574,7 +576,7 @@ async fn one_audit_line_per_decision_with_its_fields() {
     )
     .await;
     assert_eq!(s, StatusCode::OK);
-    let lines = audit_lines(&audit, 4);
+    let lines = audit_lines(&audit, 4).await;
     let by_id = |id: &str| {
         lines
             .iter()
@@ -815,7 +817,7 @@ async fn the_audit_file_is_reopened_on_sighup() {
     let gw = BinaryGateway::spawn(&cfg);
     let c = client(&certs, false);
     get(&c, &gw.url("/p"), &[("x-request-id", "before-rotation")]).await;
-    audit_lines(&audit, 1);
+    audit_lines(&audit, 1).await;
     std::fs::rename(&audit, dir.path().join("audit.log.1")).unwrap();
     gw.signal("HUP");
     let deadline = std::time::Instant::now() + Duration::from_secs(3);
