@@ -45,24 +45,6 @@ async fn tls_with_alpn(
         .unwrap()
 }
 
-/// Reads until the peer closes (EOF or error) or `limit` passes; returns
-/// what was read and whether the peer closed.
-async fn read_until_closed(
-    s: &mut (impl tokio::io::AsyncRead + Unpin),
-    limit: Duration,
-) -> (Vec<u8>, bool) {
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
-            Err(_) => return (out, false),
-            Ok(Ok(0)) | Ok(Err(_)) => return (out, true),
-            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
-        }
-    }
-}
-
 /// GET `path` with a bearer token; returns status, headers and JSON (or
 /// null).
 async fn bearer_get(
@@ -1364,9 +1346,10 @@ fn broken_configs(certs: &Certs, dir: &std::path::Path, good: &str) -> Vec<(Stri
         certs.cert.display().to_string(),
         certs.key.display().to_string(),
     );
-    let route = |extra: &str| {
-        format!("{good}\n[[route]]\nname = \"y\"\npath = \"/y\"\nupstream = \"http://127.0.0.1:9\"\n{extra}\n")
-    };
+    // A second route "y" on /y with `fields`.
+    let route_with =
+        |fields: &str| format!("{good}\n[[route]]\nname = \"y\"\npath = \"/y\"\n{fields}\n");
+    let route = |extra: &str| route_with(&format!("upstream = \"http://127.0.0.1:9\"\n{extra}"));
     let good_text = format!("{server}{good}");
     let v: Vec<(&str, Vec<u8>)> = vec![
         // Syntax.
@@ -1395,15 +1378,15 @@ fn broken_configs(certs: &Certs, dir: &std::path::Path, good: &str) -> Vec<(Stri
         ("unknown credential", with(&route("authenticate = \"none\"\ninject = [{ credential = \"nosuch\", header = \"Authorization\" }]"))),
         ("unknown webhook", with(&route("verify_webhook = \"nosuch\""))),
         ("unknown zoom app", with(&route("authenticate = { zoom_app = \"nosuch\" }"))),
-        ("unknown respond credential", with(&format!("{good}\n[[route]]\nname = \"y\"\npath = \"/y\"\nauthenticate = \"none\"\nrespond = {{ credential = \"nosuch\" }}\n"))),
+        ("unknown respond credential", with(&route_with("authenticate = \"none\"\nrespond = { credential = \"nosuch\" }"))),
         ("missing environment variable", with(&format!("{good}\n[credential.c]\ntype = \"zoom_meeting_sdk\"\nclient_id = \"a\"\nclient_secret = \"${{FAULTS_MISSING_SECRET}}\"\n"))),
         ("missing secret file", with(&format!("{good}\n[credential.c]\ntype = \"zoom_meeting_sdk\"\nclient_id = \"a\"\nclient_secret = \"file:/nonexistent/meetgate/secret\"\n"))),
         ("missing outbound CA", with(&format!("[outbound]\nca_file = \"/nonexistent/ca.pem\"\n{good}"))),
         ("missing upstream CA", with(&route("authenticate = \"none\"\nupstream_ca = \"/nonexistent/up-ca.pem\""))),
         // Values.
-        ("plain http to a remote upstream", with(&format!("{good}\n[[route]]\nname = \"y\"\npath = \"/y\"\nupstream = \"http://example.com\"\nauthenticate = \"none\"\n"))),
-        ("ftp upstream", with(&format!("{good}\n[[route]]\nname = \"y\"\npath = \"/y\"\nupstream = \"ftp://127.0.0.1\"\nauthenticate = \"none\"\n"))),
-        ("upstream not a URL", with(&format!("{good}\n[[route]]\nname = \"y\"\npath = \"/y\"\nupstream = \"not a url\"\nauthenticate = \"none\"\n"))),
+        ("plain http to a remote upstream", with(&route_with("upstream = \"http://example.com\"\nauthenticate = \"none\""))),
+        ("ftp upstream", with(&route_with("upstream = \"ftp://127.0.0.1\"\nauthenticate = \"none\""))),
+        ("upstream not a URL", with(&route_with("upstream = \"not a url\"\nauthenticate = \"none\""))),
         ("path without a slash", with(&format!("{good}\n[[route]]\nname = \"y\"\npath = \"y\"\nupstream = \"http://127.0.0.1:9\"\nauthenticate = \"none\"\n"))),
         ("invalid method", with(&route("authenticate = \"none\"\nmethods = [\"GET POST\"]"))),
         ("alg none", with(&format!("{good}\n[identity.i]\nissuer = \"https://idp.example\"\naudiences = [\"x\"]\nalgorithms = [\"none\"]\n"))),

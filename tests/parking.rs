@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::*;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// An echo route over TLS and plaintext listeners.
@@ -128,20 +128,6 @@ async fn a_request_head_begun_while_parked_is_completed_later() {
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
-/// Reads until the gateway closes the connection; `None` if it is still
-/// open after `limit`.
-async fn closed_after(s: &mut (impl AsyncRead + Unpin), limit: Duration) -> Option<Duration> {
-    let start = Instant::now();
-    let mut buf = [0u8; 256];
-    loop {
-        match tokio::time::timeout(limit.saturating_sub(start.elapsed()), s.read(&mut buf)).await {
-            Err(_) => return None,
-            Ok(Ok(0)) | Ok(Err(_)) => return Some(start.elapsed()),
-            Ok(Ok(_)) => {}
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parked_connections_keep_the_header_read_timeout() {
     // Idle keep-alive connections close at header_read_timeout from the
@@ -166,14 +152,13 @@ async fn parked_connections_keep_the_header_read_timeout() {
             std::future::pending::<()>().await
         };
         tokio::select! {
-            closed = closed_after(&mut r, Duration::from_secs(4)) => closed.map(|_| idle_from.elapsed()),
+            (_, closed) = read_until_closed(&mut r, Duration::from_secs(4)) => closed.then(|| idle_from.elapsed()),
             () = writer => unreachable!(),
         }
     };
     let idle_closed = async {
-        closed_after(&mut idle, Duration::from_secs(4))
-            .await
-            .map(|_| idle_from.elapsed())
+        let (_, closed) = read_until_closed(&mut idle, Duration::from_secs(4)).await;
+        closed.then(|| idle_from.elapsed())
     };
     let (idle_closed, trickle_closed) = tokio::join!(idle_closed, trickled);
     for (what, closed) in [("idle", idle_closed), ("trickling", trickle_closed)] {
@@ -204,7 +189,7 @@ async fn shutdown_closes_parked_connections_at_once() {
         started.elapsed()
     );
     assert!(
-        closed_after(&mut s, Duration::from_secs(2)).await.is_some(),
+        read_until_closed(&mut s, Duration::from_secs(2)).await.1,
         "the parked connection is closed"
     );
 }

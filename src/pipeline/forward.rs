@@ -277,17 +277,18 @@ async fn forward(
                 .map_err(Into::into),
         }
     };
+    let upstream_name = || format!("{upstream:?}");
     let mut resp = match tokio::time::timeout(timeout, sent).await {
         Ok(Ok(resp)) => resp,
         Ok(Err(source)) => {
             return Err(GatewayError::UpstreamFailed {
-                upstream: format!("{upstream:?}"),
+                upstream: upstream_name(),
                 source,
             })
         }
         Err(_) => {
             return Err(GatewayError::UpstreamTimeout {
-                upstream: format!("{upstream:?}"),
+                upstream: upstream_name(),
             })
         }
     };

@@ -66,6 +66,17 @@ fn request_id<B>(req: &Request<B>) -> String {
     }
 }
 
+/// Handles one request against the snapshot current when it arrives (kept
+/// to the end of the request).
+pub async fn respond(
+    state: Arc<State>,
+    req: Request<Incoming>,
+    conn: ConnInfo,
+) -> Response<ResBody> {
+    let snap = state.snapshot.load_full();
+    handle(&state, snap, req, conn).await
+}
+
 /// Handles one request against one snapshot and always produces a response:
 /// errors become the JSON answers of [`GatewayError::to_response`]. Every
 /// response carries `X-Request-Id`; every request is one audit line.

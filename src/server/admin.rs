@@ -21,7 +21,7 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, mut shutdown: watch
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
-            _ = shutdown.wait_for(|s| *s) => break,
+            () = super::stop_requested(&mut shutdown) => break,
         };
         let tcp = match accepted {
             Ok((tcp, _)) => tcp,

@@ -65,14 +65,12 @@ impl Activity {
         InFlight(self.clone())
     }
 
-    /// No request in flight and none begun since `started` was read; and
-    /// at least one begun since the hyper connection took over at
-    /// `resumed` (hyper only lets a connection go between requests, not
-    /// before its first: asked earlier it would close after that one).
-    fn quiet_since(&self, started: u64, resumed: u64) -> bool {
-        started > resumed
-            && self.in_flight.load(Ordering::Relaxed) == 0
-            && self.started.load(Ordering::Relaxed) == started
+    fn started(&self) -> u64 {
+        self.started.load(Ordering::Relaxed)
+    }
+
+    fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
     }
 
     fn take_upgrade(&self) -> Option<oneshot::Sender<Box<dyn UpgradedStream>>> {
@@ -201,8 +199,7 @@ pub(super) async fn serve<S: Park>(
                 req.extensions_mut().insert(UpgradeSlot(activity.clone()));
             }
             Box::pin(async move {
-                let snap = state.snapshot.load_full();
-                let resp = pipeline::handle(&state, snap, req, conn).await;
+                let resp = pipeline::respond(state, req, conn).await;
                 Ok::<_, std::convert::Infallible>(resp.map(|inner| Tracked { inner, guard }))
             })
         })
@@ -214,7 +211,7 @@ pub(super) async fn serve<S: Park>(
     let builder = builder(limits);
     loop {
         let mut http = Box::new(builder.serve_connection(TokioIo::new(io), service));
-        let resumed = activity.started.load(Ordering::Relaxed);
+        let resumed = activity.started();
         let mut seen = resumed;
         let mut quiet = false;
         let mut tick = Box::pin(tokio::time::sleep(PARK_AFTER));
@@ -224,12 +221,18 @@ pub(super) async fn serve<S: Park>(
                 r = poll_fn(|cx| http.poll_without_shutdown(cx)) => break r,
                 () = tick.as_mut(), if handback == Handback::Ended => {
                     let now = Instant::now();
-                    if activity.started.load(Ordering::Relaxed) != resumed {
+                    let started = activity.started();
+                    if started != resumed {
                         idle_deadline = None;
                     } else if idle_deadline.is_some_and(|d| now >= d) {
                         return Err("no request within header_read_timeout".into());
                     }
-                    if activity.quiet_since(seen, resumed) {
+                    // Quiet: nothing in flight, nothing begun since the last
+                    // tick, and one request served by this hyper connection
+                    // at least (hyper only lets a connection go between
+                    // requests; asked before its first it would close after
+                    // that one).
+                    if started > resumed && started == seen && activity.in_flight() == 0 {
                         if quiet {
                             Pin::new(&mut *http).graceful_shutdown();
                             handback = Handback::Park;
@@ -238,11 +241,11 @@ pub(super) async fn serve<S: Park>(
                         quiet = true;
                     } else {
                         quiet = false;
-                        seen = activity.started.load(Ordering::Relaxed);
+                        seen = started;
                     }
                     tick.as_mut().reset(now + PARK_AFTER);
                 }
-                _ = async { shutdown.wait_for(|s| *s).await.is_ok() }, if handback != Handback::Shutdown => {
+                () = super::stop_requested(&mut shutdown), if handback != Handback::Shutdown => {
                     Pin::new(&mut *http).graceful_shutdown();
                     handback = Handback::Shutdown;
                 }
@@ -275,7 +278,7 @@ pub(super) async fn serve<S: Park>(
         let woke = tokio::select! {
             woke = poll_fn(|cx| io.poll_wake(cx)) => Some(woke),
             () = tokio::time::sleep_until(deadline) => None,
-            _ = async { shutdown.wait_for(|s| *s).await.is_ok() } => None,
+            () = super::stop_requested(&mut shutdown) => None,
         };
         metrics.connections_parked.dec();
         match woke {

@@ -54,7 +54,7 @@ pub async fn serve(
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
-            _ = async { shutdown.wait_for(|s| *s).await.is_ok() } => break,
+            () = super::stop_requested(&mut shutdown) => break,
         };
         let (tcp, remote) = match accepted {
             Ok(pair) => pair,
@@ -173,15 +173,14 @@ async fn serve_h2<S: Park>(
     let service = service_fn(move |req| {
         let state = state.clone();
         Box::pin(async move {
-            let snap = state.snapshot.load_full();
-            Ok::<_, std::convert::Infallible>(pipeline::handle(&state, snap, req, conn).await)
+            Ok::<_, std::convert::Infallible>(pipeline::respond(state, req, conn).await)
         })
     });
     let c = h2_builder(limits).serve_connection(TokioIo::new(io), service);
     tokio::pin!(c);
     let served = tokio::select! {
         r = c.as_mut() => r,
-        _ = async { shutdown.wait_for(|s| *s).await.is_ok() } => {
+        () = super::stop_requested(&mut shutdown) => {
             // GOAWAY, then the streams in flight finish.
             c.as_mut().graceful_shutdown();
             c.await

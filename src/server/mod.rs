@@ -6,6 +6,13 @@ pub mod h1;
 pub mod listen;
 mod stream;
 
+/// Resolves once `shutdown` is set (or its sender is gone). Nothing borrowed
+/// from the channel outlives it, so a `select!` arm on it keeps the
+/// enclosing future `Send`.
+async fn stop_requested(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
+}
+
 /// Pause after a failed accept.
 const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(50);
 

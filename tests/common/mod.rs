@@ -662,3 +662,21 @@ pub async fn wait_parked(gw: &TestGateway, n: f64) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Reads until the peer closes (EOF or error) or `limit` passes; returns
+/// what was read and whether the peer closed.
+pub async fn read_until_closed(
+    s: &mut (impl tokio::io::AsyncRead + Unpin),
+    limit: Duration,
+) -> (Vec<u8>, bool) {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, tokio::io::AsyncReadExt::read(s, &mut buf)).await {
+            Err(_) => return (out, false),
+            Ok(Ok(0)) | Ok(Err(_)) => return (out, true),
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+}
