@@ -91,8 +91,10 @@ impl State {
                 self.cluster.sync(snap.cluster.as_ref());
                 snap.identity_keys = self.jwks.sync(&snap);
                 snap.credential_sources = self.credentials.sync(&snap);
-                // Audiences, algorithms or claims mapping may have changed.
-                self.tokens.clear();
+                // Audiences, algorithms or claims mapping may have changed
+                // (entries are also tagged with the snapshot that verified
+                // them: a verification finishing after this is not served).
+                self.tokens.reset(snap.limits.token_cache_bytes);
                 let old = self.snapshot.load();
                 if old.server.listen != snap.server.listen
                     || old.server.admin_listen != snap.server.admin_listen
@@ -225,7 +227,10 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 pub async fn start(config_path: &Path, env: Env) -> Result<Gateway, StartError> {
     let mut snap = load_runnable(config_path, &env)?;
     let metrics = Arc::new(metrics::Metrics::default());
-    let tokens = pipeline::authn::jwt::TokenCache::new(metrics.token_cache_hits.clone());
+    let tokens = pipeline::authn::jwt::TokenCache::new(
+        metrics.token_cache_hits.clone(),
+        snap.limits.token_cache_bytes,
+    );
     let jwks = {
         let tokens = tokens.clone();
         jwks::JwksRegistry::new(

@@ -107,6 +107,8 @@ pub struct Metrics {
     pub jwks_keys: Family<IdentityLabel, Gauge>,
     pub jwks_age: Family<IdentityLabel, FloatGauge>,
     pub token_cache_hits: Counter,
+    pub token_cache_bytes: Gauge,
+    pub token_cache_entries: Gauge,
     pub credential_fetches: Family<CredentialResult, Counter>,
     pub credential_expiry: Family<CredentialLabel, FloatGauge>,
     pub webhook_verifications: Family<WebhookResult, Counter>,
@@ -131,6 +133,8 @@ impl Default for Metrics {
             jwks_keys: Family::default(),
             jwks_age: Family::default(),
             token_cache_hits: Counter::default(),
+            token_cache_bytes: Gauge::default(),
+            token_cache_entries: Gauge::default(),
             credential_fetches: Family::default(),
             credential_expiry: Family::default(),
             webhook_verifications: Family::default(),
@@ -185,6 +189,17 @@ impl Default for Metrics {
             "meetgate_token_cache_hits",
             "Bearer tokens answered from the verified-token cache",
             m.token_cache_hits.clone(),
+        );
+        registry.register_with_unit(
+            "meetgate_token_cache",
+            "Estimated memory held by the verified-token cache (bounded by [limits] token_cache_bytes)",
+            Unit::Bytes,
+            m.token_cache_bytes.clone(),
+        );
+        registry.register(
+            "meetgate_token_cache_entries",
+            "Verified tokens remembered",
+            m.token_cache_entries.clone(),
         );
         registry.register(
             "meetgate_credential_fetches",

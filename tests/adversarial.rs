@@ -483,3 +483,101 @@ async fn http2_pseudo_header_abuse_never_reaches_the_upstream() {
     // Still serving after all of that.
     assert_eq!(h2_raw(&gw, &base).await, H2Outcome::Response(200));
 }
+
+#[tokio::test]
+async fn trace_and_connect_are_answered_by_the_gateway_and_never_forwarded() {
+    let (up, seen) = header_recorder().await;
+    let gw = gateway(up, "https://idp.example").await;
+    for req in [
+        &b"TRACE /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"[..],
+        b"TRACE /admin/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        b"CONNECT upstream.example:443 HTTP/1.1\r\nHost: upstream.example:443\r\nConnection: close\r\n\r\n",
+    ] {
+        let out = raw(&gw, req).await;
+        assert!(
+            out.starts_with("HTTP/1.1 405"),
+            "{}: {out}",
+            String::from_utf8_lossy(req)
+        );
+        assert!(out.contains("\"error\":\"method_not_allowed\""), "{out}");
+        let allow = out
+            .lines()
+            .find(|l| l.to_ascii_lowercase().starts_with("allow:"))
+            .unwrap_or_else(|| panic!("no Allow: {out}"));
+        assert!(allow.contains("GET") && !allow.contains("TRACE"), "{allow}");
+    }
+    // Over HTTP/2 too.
+    let (s, _, _) = send(&gw.h2(), "TRACE", &gw.url("/x"), &[], empty()).await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "reached the upstream: {:?}",
+        seen.lock().unwrap()
+    );
+}
+
+#[tokio::test]
+async fn http11_requests_need_exactly_one_host() {
+    let (up, seen) = header_recorder().await;
+    let gw = gateway(up, "https://idp.example").await;
+    for (what, req) in [
+        (
+            "no Host",
+            &b"GET /x HTTP/1.1\r\nConnection: close\r\n\r\n"[..],
+        ),
+        (
+            "two Host lines",
+            b"GET /x HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n",
+        ),
+        (
+            "two Host lines, HTTP/1.0",
+            b"GET /x HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n",
+        ),
+    ] {
+        let out = raw(&gw, req).await;
+        assert!(
+            out.starts_with("HTTP/1.1 400") || out.starts_with("HTTP/1.0 400"),
+            "{what}: {out}"
+        );
+        assert!(out.contains("\"error\":\"invalid_host\""), "{what}: {out}");
+    }
+    assert!(seen.lock().unwrap().is_empty());
+    // HTTP/1.0 may leave Host out.
+    let out = raw(&gw, b"GET /x HTTP/1.0\r\n\r\n").await;
+    assert!(
+        out.starts_with("HTTP/1.0 200") || out.starts_with("HTTP/1.1 200"),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_chunked_body_is_the_clients_fault() {
+    // The upstream reads the whole body before answering.
+    let up = upstream(|req: http::Request<hyper::body::Incoming>| async move {
+        use http_body_util::BodyExt;
+        let _ = req.into_body().collect().await;
+        http::Response::new(full("ok"))
+    })
+    .await;
+    let gw = gateway(up, "https://idp.example").await;
+    let out = raw(
+        &gw,
+        b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz-not-a-size\r\n",
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    assert!(out.contains("\"error\":\"invalid_body\""), "{out}");
+    let metrics = gw.gw.state.metrics.encode();
+    assert_eq!(
+        metric(
+            &metrics,
+            r#"meetgate_auth_decisions_total{route="public",decision="deny",reason="invalid_body"}"#
+        ),
+        1.0,
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains(r#"reason="upstream_unavailable""#),
+        "{metrics}"
+    );
+}

@@ -342,7 +342,21 @@ impl Builder<'_, '_> {
                 "no [[route]] is defined: every request will be answered 404",
             );
         }
+        let principal_claims = routes
+            .iter()
+            .flat_map(|r| {
+                let equal = r.authorize.iter().flat_map(|a| a.claims_equal.iter());
+                let to_headers = r.claims_to_headers.iter();
+                equal
+                    .map(|(path, _)| path.as_str())
+                    .chain(to_headers.map(|(_, path)| path.as_str()))
+            })
+            .map(|path| path.split('.').next().unwrap_or(path).to_owned())
+            .collect();
+        static BUILDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Some(Snapshot {
+            build_id: BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            principal_claims,
             source: self.file.to_owned(),
             server: server?,
             limits,
@@ -450,6 +464,15 @@ impl Builder<'_, '_> {
         if max_body_bytes == 0 || max_body_bytes > 1 << 30 {
             self.err(&p.key("max_body_bytes"), "must lie in 1..=1073741824");
         }
+        let token_cache_bytes = l
+            .token_cache_bytes
+            .unwrap_or(crate::pipeline::authn::jwt::DEFAULT_TOKEN_CACHE_BYTES);
+        if !((1 << 20)..=(1 << 34)).contains(&token_cache_bytes) {
+            self.err(
+                &p.key("token_cache_bytes"),
+                "must lie in 1048576..=17179869184 (1 MiB to 16 GiB)",
+            );
+        }
         Limits {
             max_header_bytes: max_header_bytes as usize,
             max_body_bytes: max_body_bytes as usize,
@@ -463,6 +486,7 @@ impl Builder<'_, '_> {
                 DEFAULT_UPSTREAM_TIMEOUT_MS,
                 &p.key("upstream_timeout_ms"),
             ),
+            token_cache_bytes,
         }
     }
 
@@ -860,6 +884,13 @@ impl Builder<'_, '_> {
             ms.iter()
                 .filter_map(
                     |m| match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
+                        Ok(m) if crate::pipeline::route::never_forwarded(&m) => {
+                            self.err(
+                                &p.key("methods"),
+                                format!("`{m}` is never forwarded (TRACE would reflect injected credentials, CONNECT would open a tunnel)"),
+                            );
+                            None
+                        }
                         Ok(m) => Some(m),
                         Err(_) => {
                             self.err(&p.key("methods"), format!("`{m}` is not an HTTP method"));

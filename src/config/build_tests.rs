@@ -149,6 +149,17 @@ fn broken_snippets_are_refused_naming_the_key() {
         ("[limits]\nmax_header_bytes = 10\n", "limits.max_header_bytes", "1024..=1048576"),
         ("[limits]\nupstream_timeout_ms = \"fast\"\n", "limits.upstream_timeout_ms", "invalid type"),
         ("[serverr]\nx = 1\n", "serverr", "unknown key"),
+        (
+            "[[route]]\nname = \"r\"\npath = \"/r\"\nupstream = \"http://127.0.0.1:1\"\nauthenticate = \"none\"\nmethods = [\"GET\", \"TRACE\"]\n",
+            "route[0].methods",
+            "`TRACE` is never forwarded",
+        ),
+        (
+            "[[route]]\nname = \"r\"\npath = \"/r\"\nupstream = \"http://127.0.0.1:1\"\nauthenticate = \"none\"\nmethods = [\"connect\"]\n",
+            "route[0].methods",
+            "`CONNECT` is never forwarded",
+        ),
+        ("[limits]\ntoken_cache_bytes = 1000\n", "limits.token_cache_bytes", "must lie in"),
     ];
     for (snippet, key, needle) in cases {
         let errs = errors(snippet);

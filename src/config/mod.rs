@@ -63,6 +63,12 @@ pub struct Snapshot {
     pub webhooks: BTreeMap<String, Arc<WebhookSettings>>,
     /// Routes in file order; the first match wins.
     pub routes: Vec<Arc<Route>>,
+    /// Distinguishes this build from every other one in the process: what a
+    /// verification under this snapshot is tagged with in the token cache.
+    pub build_id: u64,
+    /// The top-level claim names some route reads (`claims_equal`,
+    /// `claims_to_headers`): a principal keeps only these claims.
+    pub principal_claims: std::collections::BTreeSet<String>,
     /// Problems that do not stop the file from being used (shown by `check`).
     pub warnings: Vec<ConfigError>,
     /// Client for the gateway's own outbound requests (issuers, JWKS,
@@ -108,6 +114,8 @@ pub struct Limits {
     pub max_body_bytes: usize,
     pub header_read_timeout: Duration,
     pub upstream_timeout: Duration,
+    /// Bound on the verified-token cache, in estimated bytes.
+    pub token_cache_bytes: u64,
 }
 
 /// `[audit]`

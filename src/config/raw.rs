@@ -54,6 +54,7 @@ pub struct RawLimits {
     pub max_body_bytes: Option<u64>,
     pub header_read_timeout_ms: Option<u64>,
     pub upstream_timeout_ms: Option<u64>,
+    pub token_cache_bytes: Option<u64>,
 }
 
 /// `[audit]`

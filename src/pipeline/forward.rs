@@ -73,6 +73,11 @@ fn is_reserved(name: &HeaderName) -> bool {
         || n.starts_with("x-forwarded-")
         || n == "forwarded"
         || n == "x-real-ip"
+        // Method overrides: routes authorize by the request method, so an
+        // app must not act on another one named in a header.
+        || n == "x-http-method-override"
+        || n == "x-method-override"
+        || n == "x-http-method"
         // Underscore spellings of headers we do forward are dropped too.
         || (has_underscore && (n == "authorization" || n == "host" || n == "x-request-id"))
 }
@@ -103,10 +108,30 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Cleans a client's request headers for forwarding.
+/// Whether two header names are the same once `_` and `-` are folded
+/// together (names are lower-case already).
+fn same_folded(a: &str, b: &str) -> bool {
+    let fold = |c: u8| if c == b'_' { b'-' } else { c };
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| fold(x) == fold(y))
+}
+
+/// Cleans a client's request headers for forwarding: hop-by-hop and
+/// reserved headers, and the headers the route fills from claims
+/// (`claims_to_headers`, with their `_` look-alikes) whatever the token
+/// holds, so a claim the token lacks means the header is absent.
 pub fn sanitize_request(headers: &mut HeaderMap, route: &Route) {
     strip_hop_by_hop(headers);
-    let drop: Vec<HeaderName> = headers.keys().filter(|n| is_reserved(n)).cloned().collect();
+    let from_claims = |n: &HeaderName| {
+        route
+            .claims_to_headers
+            .iter()
+            .any(|(name, _)| same_folded(n.as_str(), name.as_str()))
+    };
+    let drop: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| is_reserved(n) || from_claims(n))
+        .cloned()
+        .collect();
     for name in drop {
         headers.remove(name);
     }
@@ -280,6 +305,16 @@ async fn forward(
     let upstream_name = || format!("{upstream:?}");
     let mut resp = match tokio::time::timeout(timeout, sent).await {
         Ok(Ok(resp)) => resp,
+        Ok(Err(source)) if client_body_failed(&*source) => {
+            // The client's framing, not the upstream: 400, audited as a
+            // refusal; the upstream connection that got part of the body is
+            // dropped by hyper.
+            tracing::debug!(route = %route.name, error = %crate::error_chain(&*source), "request body failed while forwarding");
+            return Err(GatewayError::BadRequest {
+                code: "invalid_body",
+                description: "the request body could not be read".to_owned(),
+            });
+        }
         Ok(Err(source)) => {
             return Err(GatewayError::UpstreamFailed {
                 upstream: upstream_name(),
@@ -296,6 +331,24 @@ async fn forward(
         sanitize_response(resp.headers_mut());
     }
     Ok(resp)
+}
+
+/// Whether sending failed because the client's request body did
+/// (malformed chunked coding, a stream reset, a client gone mid-upload):
+/// hyper's client reports an error of the body it sends as a user error
+/// caused by that body's error, which for a streamed client body is the
+/// server side's own `hyper::Error`.
+fn client_body_failed(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(h) = err.downcast_ref::<hyper::Error>() {
+            if h.is_user() {
+                return std::error::Error::source(h).is_some_and(|s| s.is::<hyper::Error>());
+            }
+        }
+        cur = err.source();
+    }
+    false
 }
 
 /// Splices an upgraded client connection to an upgraded upstream connection
@@ -338,6 +391,10 @@ mod tests {
             "x_forwarded_for",
             "forwarded",
             "x-real-ip",
+            "x-http-method-override",
+            "x_http_method_override",
+            "x-method-override",
+            "x-http-method",
         ] {
             assert!(
                 is_reserved(&HeaderName::from_bytes(n.as_bytes()).unwrap()),

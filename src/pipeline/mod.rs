@@ -223,6 +223,13 @@ async fn run(
         return Err(GatewayError::HeadersTooLarge);
     }
     check_framing(req.headers())?;
+    check_host(&req)?;
+    if *req.method() == http::Method::CONNECT {
+        // A tunnel is never opened (its target is an authority, not a path).
+        return Err(GatewayError::MethodNotAllowed {
+            allow: route::ANY_METHOD.to_vec(),
+        });
+    }
     let path = route::normalize(req.uri().path())
         .map_err(|reason| GatewayError::InvalidPath { reason })?;
     let authority = request_authority(&req).map(str::to_owned);
@@ -559,6 +566,27 @@ fn check_framing(h: &http::HeaderMap) -> Result<(), GatewayError> {
         });
     }
     Ok(())
+}
+
+/// At most one `Host` line, and exactly one on an HTTP/1.1 request (RFC
+/// 9112 section 3.2: "A server MUST respond with a 400 (Bad Request) status
+/// code to any HTTP/1.1 request message that lacks a Host header field and
+/// to any request message that contains more than one Host header field").
+/// Two lines would let the gateway and the app disagree on the host.
+fn check_host<B>(req: &Request<B>) -> Result<(), GatewayError> {
+    let mut hosts = req.headers().get_all(HOST).iter();
+    let first = hosts.next();
+    let description = if hosts.next().is_some() {
+        "more than one Host header"
+    } else if first.is_none() && req.version() == http::Version::HTTP_11 {
+        "an HTTP/1.1 request needs a Host header"
+    } else {
+        return Ok(());
+    };
+    Err(GatewayError::BadRequest {
+        code: "invalid_host",
+        description: description.to_owned(),
+    })
 }
 
 /// GET, HEAD, OPTIONS or DELETE without a body: safe to send twice.

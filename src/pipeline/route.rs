@@ -200,10 +200,32 @@ pub enum Selection {
     NotFound,
 }
 
+/// Methods no route ever forwards: TRACE would reflect the injected
+/// credentials back to the caller (RFC 9110 section 9.3.8), CONNECT would
+/// turn the gateway into a tunnel. `check` refuses them in `methods`; a
+/// route without `methods` takes every other method.
+pub fn never_forwarded(method: &Method) -> bool {
+    *method == Method::TRACE || *method == Method::CONNECT
+}
+
+/// What a route without `methods` accepts, as announced in `Allow`.
+pub const ANY_METHOD: [Method; 7] = [
+    Method::GET,
+    Method::HEAD,
+    Method::POST,
+    Method::PUT,
+    Method::PATCH,
+    Method::DELETE,
+    Method::OPTIONS,
+];
+
 /// Picks the first route in file order whose host, path and method match.
-/// `host` is the request's host, lower-cased, without port.
+/// `host` is the request's host, lower-cased, without port. TRACE and
+/// CONNECT match no route ([`never_forwarded`]): a path that exists answers
+/// 405 with the route's methods.
 pub fn select(routes: &[Arc<Route>], host: Option<&str>, method: &Method, path: &str) -> Selection {
     let mut allow: Vec<Method> = Vec::new();
+    let refused = never_forwarded(method);
     for route in routes {
         if let Some(h) = &route.host {
             if host != Some(h.as_str()) {
@@ -213,19 +235,20 @@ pub fn select(routes: &[Arc<Route>], host: Option<&str>, method: &Method, path: 
         let Some(captures) = route.pattern.matches(path) else {
             continue;
         };
-        match &route.methods {
-            Some(ms) if !ms.contains(method) => {
-                for m in ms {
-                    if !allow.contains(m) {
-                        allow.push(m.clone());
-                    }
-                }
-            }
-            _ => {
-                return Selection::Found {
-                    route: route.clone(),
-                    captures,
-                }
+        let accepts = match &route.methods {
+            Some(ms) => ms.contains(method),
+            None => !refused,
+        };
+        if accepts {
+            return Selection::Found {
+                route: route.clone(),
+                captures,
+            };
+        }
+        let methods = route.methods.as_deref().unwrap_or(&ANY_METHOD);
+        for m in methods {
+            if !allow.contains(m) {
+                allow.push(m.clone());
             }
         }
     }

@@ -129,6 +129,10 @@ fn refresh_gauges(state: &State) {
                 .set(ks.elapsed().as_secs_f64());
         }
     }
+    m.token_cache_bytes
+        .set(i64::try_from(state.tokens.weighted_size()).unwrap_or(i64::MAX));
+    m.token_cache_entries
+        .set(i64::try_from(state.tokens.len()).unwrap_or(i64::MAX));
     for (name, source) in &snap.credential_sources {
         if let Some(secs) = source.expires_in() {
             m.credential_expiry

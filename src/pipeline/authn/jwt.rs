@@ -28,8 +28,13 @@ use crate::jwks::KeySet;
 /// Tokens larger than this are refused before any parsing.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
-/// How many verified tokens are remembered at most.
-const TOKEN_CACHE_ENTRIES: u64 = 100_000;
+/// What the verified-token cache may hold by default, in estimated bytes of
+/// cached principals (`[limits] token_cache_bytes`).
+pub const DEFAULT_TOKEN_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Bookkeeping per cache entry beyond the principal itself (key, moka's
+/// node and expiry wheel entry, the `Arc`).
+const ENTRY_OVERHEAD: usize = 256;
 
 fn unauthorized(reason: &'static str) -> GatewayError {
     GatewayError::Unauthorized {
@@ -38,44 +43,73 @@ fn unauthorized(reason: &'static str) -> GatewayError {
     }
 }
 
+/// One remembered verification: the principal and the snapshot whose
+/// settings verified it (a token verified while a reload tightened the
+/// rules must not be served under the new ones).
+#[derive(Clone)]
+struct Verified {
+    principal: Arc<Principal>,
+    snapshot: u64,
+}
+
 /// Verified tokens: SHA-256 of the token → principal, living until the
-/// token's `exp` (plus leeway). Bounded in entries.
+/// token's `exp` (plus leeway). Bounded in estimated bytes
+/// ([`Principal::approx_bytes`]), so tokens with large claims take their
+/// share of the bound rather than a slot each.
 #[derive(Clone)]
 pub struct TokenCache {
-    inner: moka::sync::Cache<[u8; 32], Arc<Principal>>,
+    inner: Arc<arc_swap::ArcSwap<Entries>>,
     hits: prometheus_client::metrics::counter::Counter,
+}
+
+struct Entries {
+    map: moka::sync::Cache<[u8; 32], Verified>,
+    capacity: u64,
 }
 
 struct UntilExpiry;
 
-impl moka::Expiry<[u8; 32], Arc<Principal>> for UntilExpiry {
+impl moka::Expiry<[u8; 32], Verified> for UntilExpiry {
     fn expire_after_create(
         &self,
         _: &[u8; 32],
-        p: &Arc<Principal>,
+        v: &Verified,
         _: std::time::Instant,
     ) -> Option<Duration> {
         Some(Duration::from_secs(
-            p.valid_until.saturating_sub(now_secs()),
+            v.principal.valid_until.saturating_sub(now_secs()),
         ))
+    }
+}
+
+impl Entries {
+    fn new(capacity: u64) -> Self {
+        Entries {
+            map: moka::sync::Cache::builder()
+                .max_capacity(capacity)
+                .weigher(|_, v: &Verified| {
+                    u32::try_from(v.principal.approx_bytes() + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
+                })
+                .expire_after(UntilExpiry)
+                .support_invalidation_closures()
+                .build(),
+            capacity,
+        }
     }
 }
 
 impl Default for TokenCache {
     fn default() -> Self {
-        Self::new(Default::default())
+        Self::new(Default::default(), DEFAULT_TOKEN_CACHE_BYTES)
     }
 }
 
 impl TokenCache {
-    /// A cache counting its hits on `hits`.
-    pub fn new(hits: prometheus_client::metrics::counter::Counter) -> Self {
+    /// A cache of at most `capacity` estimated bytes counting its hits on
+    /// `hits`.
+    pub fn new(hits: prometheus_client::metrics::counter::Counter, capacity: u64) -> Self {
         TokenCache {
-            inner: moka::sync::Cache::builder()
-                .max_capacity(TOKEN_CACHE_ENTRIES)
-                .expire_after(UntilExpiry)
-                .support_invalidation_closures()
-                .build(),
+            inner: Arc::new(arc_swap::ArcSwap::from_pointee(Entries::new(capacity))),
             hits,
         }
     }
@@ -85,7 +119,8 @@ impl TokenCache {
     pub fn forget_kids(&self, identity: &str, kids: &HashSet<String>) {
         let identity = identity.to_owned();
         let kids = kids.clone();
-        let _ = self.inner.invalidate_entries_if(move |_, p| {
+        let _ = self.inner.load().map.invalidate_entries_if(move |_, v| {
+            let p = &v.principal;
             p.identity == identity && p.kid.as_ref().is_some_and(|k| kids.contains(k))
         });
     }
@@ -95,15 +130,29 @@ impl TokenCache {
         self.hits.get()
     }
 
-    /// Drops everything (configuration changed).
-    pub fn clear(&self) {
-        self.inner.invalidate_all();
+    /// Drops everything (configuration changed), and takes a new capacity
+    /// (`[limits] token_cache_bytes`).
+    pub fn reset(&self, capacity: u64) {
+        let current = self.inner.load();
+        current.map.invalidate_all();
+        if current.capacity != capacity {
+            self.inner.store(Arc::new(Entries::new(capacity)));
+        }
     }
 
     /// Entries currently held (approximate).
     pub fn len(&self) -> u64 {
-        self.inner.run_pending_tasks();
-        self.inner.entry_count()
+        let e = self.inner.load();
+        e.map.run_pending_tasks();
+        e.map.entry_count()
+    }
+
+    /// Estimated bytes currently held (at most the capacity once moka's
+    /// pending evictions have run).
+    pub fn weighted_size(&self) -> u64 {
+        let e = self.inner.load();
+        e.map.run_pending_tasks();
+        e.map.weighted_size()
     }
 
     /// Whether the cache holds nothing.
@@ -141,9 +190,15 @@ pub async fn verify(
         return Err(unauthorized("token_too_large"));
     }
     let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-    if let Some(p) = cache.inner.get(&digest) {
-        // The cache is shared by routes: the identity must be one of ours.
-        if identities.iter().any(|i| *i == p.identity) && now_secs() <= p.valid_until {
+    let entries = cache.inner.load();
+    if let Some(v) = entries.map.get(&digest) {
+        // The cache is shared by routes: the identity must be one of ours,
+        // and the settings that verified it must be the ones in force.
+        let p = v.principal;
+        if v.snapshot == snap.build_id
+            && identities.iter().any(|i| *i == p.identity)
+            && now_secs() <= p.valid_until
+        {
             cache.hits.inc();
             return Ok(p);
         }
@@ -254,14 +309,21 @@ pub async fn verify(
 
     let now = now_secs();
     let valid_until = check_claims(&claims, identity, now)?;
-    let principal = Arc::new(Principal::from_claims(
-        identity,
-        key.kid.clone(),
-        claims,
-        valid_until,
-    ));
+    let mut principal = Principal::from_claims(identity, key.kid.clone(), claims, valid_until);
+    // Only the claims some route reads are kept (roles, tenant and subject
+    // are already taken out): the rest would only cost cache memory.
+    principal
+        .claims
+        .retain(|name, _| snap.principal_claims.contains(name));
+    let principal = Arc::new(principal);
     if identity.verified_token_cache {
-        cache.inner.insert(digest, principal.clone());
+        entries.map.insert(
+            digest,
+            Verified {
+                principal: principal.clone(),
+                snapshot: snap.build_id,
+            },
+        );
     }
     Ok(principal)
 }

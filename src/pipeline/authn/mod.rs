@@ -75,10 +75,49 @@ impl Principal {
         }
     }
 
+    /// Estimated heap and inline bytes this principal holds: what it weighs
+    /// in the verified-token cache. An estimate (allocator rounding and
+    /// map nodes are approximated per value), meant to be proportional to
+    /// the real footprint, never exact.
+    pub fn approx_bytes(&self) -> usize {
+        const STRING: usize = 24;
+        let text = |s: &Option<String>| s.as_ref().map_or(0, |s| s.len());
+        let list = |l: &[String]| l.iter().map(|s| STRING + s.len()).sum::<usize>();
+        std::mem::size_of::<Self>()
+            + self.identity.len()
+            + text(&self.issuer)
+            + text(&self.kid)
+            + text(&self.subject)
+            + text(&self.tenant)
+            + list(&self.roles)
+            + list(&self.scopes)
+            + self
+                .claims
+                .iter()
+                .map(|(k, v)| STRING + k.len() + json_bytes(v))
+                .sum::<usize>()
+    }
+
     /// Whether the caller holds any of `roles`.
     pub fn has_any_role(&self, roles: &[String]) -> bool {
         roles.iter().any(|r| self.roles.contains(r))
     }
+}
+
+/// Estimated bytes of a JSON value as `serde_json` holds it.
+fn json_bytes(v: &Value) -> usize {
+    const VALUE: usize = std::mem::size_of::<Value>();
+    VALUE
+        + match v {
+            Value::String(s) => s.len(),
+            Value::Array(a) => a.iter().map(json_bytes).sum(),
+            // A map entry: its key and the node around it.
+            Value::Object(m) => m
+                .iter()
+                .map(|(k, v)| 24 + k.len() + 16 + json_bytes(v))
+                .sum(),
+            Value::Null | Value::Bool(_) | Value::Number(_) => 0,
+        }
 }
 
 /// The value at a dotted path (`realm_access.roles`) in the claims.
@@ -243,33 +282,55 @@ pub fn identity_headers(
         add(&X_AUTH_TENANT, t)?;
     }
     if !p.roles.is_empty() {
-        add(&X_AUTH_ROLES, &p.roles.join(","))?;
+        out.push((X_AUTH_ROLES.clone(), list_value(&p.roles)?));
     }
     for (name, path) in &route.claims_to_headers {
         let Some(v) = claim_at(&p.claims, path) else {
             continue;
         };
-        let text = match v {
-            Value::Array(a) => a.iter().filter_map(scalar).collect::<Vec<_>>().join(","),
+        let value = match v {
+            Value::Array(a) => list_value(&a.iter().filter_map(scalar).collect::<Vec<_>>())?,
             other => match scalar(other) {
-                Some(s) => s,
+                Some(s) => header_value(&s)?,
+                // Objects and null: no header (the client's was removed).
                 None => continue,
             },
         };
-        add(name, &text)?;
+        out.push((name.clone(), value));
     }
     Ok(out)
 }
 
-fn header_value(v: &str) -> Result<HeaderValue, GatewayError> {
-    if v.chars().any(char::is_control) {
-        return Err(GatewayError::Unauthorized {
-            reason: "invalid_claims",
-            presented: true,
-        });
-    }
-    HeaderValue::from_str(v).map_err(|_| GatewayError::Unauthorized {
+fn invalid_claims() -> GatewayError {
+    GatewayError::Unauthorized {
         reason: "invalid_claims",
         presented: true,
-    })
+    }
+}
+
+/// A claim value as a header value, unaltered or refused: control
+/// characters, and leading or trailing whitespace (HTTP trims it, so
+/// `" admin "` would reach the app as `admin`, another principal).
+fn header_value(v: &str) -> Result<HeaderValue, GatewayError> {
+    if !forwardable(v) {
+        return Err(invalid_claims());
+    }
+    HeaderValue::from_str(v).map_err(|_| invalid_claims())
+}
+
+fn forwardable(v: &str) -> bool {
+    !v.chars().any(char::is_control) && v.trim_matches([' ', '\t']) == v
+}
+
+/// A list claim (roles, array claims) as one comma-separated header value.
+/// An element that is empty or holds the delimiter is refused rather than
+/// encoded: `["employees,video-admins"]` must not reach the app as two roles.
+fn list_value(items: &[String]) -> Result<HeaderValue, GatewayError> {
+    if items
+        .iter()
+        .any(|i| i.is_empty() || i.contains(',') || !forwardable(i))
+    {
+        return Err(invalid_claims());
+    }
+    HeaderValue::from_str(&items.join(",")).map_err(|_| invalid_claims())
 }
