@@ -5,14 +5,14 @@
 #   bash benches/load.sh [DIR]        # DIR: scratch dir readable by www-data (default /srv/meetgate-bench)
 #
 # Builds meetgate in release mode, installs the peers and wrk when missing
-# (../shared/peers/setup.sh, needs root), then runs benches/load/bench-with-meetgate.sh:
+# (benches/peers/setup.sh, needs root), then runs benches/load/bench-with-meetgate.sh:
 # correctness table first, then ROUNDS interleaved rounds (knobs as in
-# ../shared/peers/README.md: ROUNDS, DUR, CONNS, TLS, SRV_CPU, LOAD_CPU, UP_CPU).
+# benches/peers/README.md: ROUNDS, DUR, CONNS, TLS, SRV_CPU, LOAD_CPU, UP_CPU).
 # Prints one table (req/s, p50, p99, ratio to nginx pass-through and to meetgate
 # pass-through, proxy CPU µs/req) and each server's peak RSS; results in DIR/results/.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-PEERS=$(cd "$ROOT/../shared/peers" && pwd)
+PEERS="$ROOT/benches/peers"
 DIR=${1:-/srv/meetgate-bench}
 mkdir -p "$DIR" && chmod 755 "$DIR"
 if [ ! -f "$DIR/tokens/claims.env" ] || ! command -v wrk >/dev/null || ! command -v haproxy >/dev/null; then

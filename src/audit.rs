@@ -1,4 +1,4 @@
-//! The audit trail: one JSON object per line per decision (BEHAVIOUR.md item
+//! The audit trail: one JSON object per line per decision (docs/BEHAVIOUR.md item
 //! 33), written by a background task to stdout (`path = "-"`) or a file
 //! opened for append and reopened on SIGHUP (log rotation).
 //!

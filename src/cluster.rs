@@ -1,5 +1,5 @@
 //! `[cluster]`: replicas share delivered-webhook keys and fetched platform
-//! tokens through Redis (BEHAVIOUR.md item 34).
+//! tokens through Redis (docs/BEHAVIOUR.md item 34).
 //!
 //! One [`Cluster`] per process holds the live [`Link`] (none without
 //! `[cluster]`). A link keeps one multiplexed Redis connection over our own

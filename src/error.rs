@@ -2,7 +2,7 @@
 //!
 //! Every error the gateway itself produces is answered as
 //! `{"error": "<code>", "error_description": "<text>"}` with
-//! `content-type: application/json` (BEHAVIOUR.md item 13). The code is a
+//! `content-type: application/json` (docs/BEHAVIOUR.md item 13). The code is a
 //! stable reason code operators can alert on; the description helps the caller
 //! and never carries a secret, token or key. Details go to the log.
 
@@ -17,7 +17,7 @@ use crate::body::ResBody;
 /// mapping has no wildcard arm so a new variant cannot silently become a 500.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
-    /// The request target is not a path the gateway will route (BEHAVIOUR.md
+    /// The request target is not a path the gateway will route (docs/BEHAVIOUR.md
     /// item 9): encoded separators, dot segments, empty segments, control
     /// characters or invalid encoding.
     #[error("invalid request path: {reason}")]

@@ -395,15 +395,15 @@ pub async fn run(gateway: Gateway) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The shared test vectors (`../shared/spec/vectors.json`), by name.
+/// The platform test vectors (`tests/data/vectors.json`), by name.
 #[cfg(test)]
 pub(crate) mod test_vectors {
     pub fn vector(name: &str) -> serde_json::Value {
         let text = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../shared/spec/vectors.json"
+            "/tests/data/vectors.json"
         ))
-        .expect("../shared/spec/vectors.json");
+        .expect("tests/data/vectors.json");
         let all: serde_json::Value = serde_json::from_str(&text).expect("vectors.json is JSON");
         all["vectors"]
             .as_array()

@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 
 /// Whether `host` (a URI host, IPv6 possibly in brackets) is a loopback host:
-/// 127.0.0.0/8, ::1 or `localhost` (BEHAVIOUR.md item 1).
+/// 127.0.0.0/8, ::1 or `localhost` (docs/BEHAVIOUR.md item 1).
 pub fn is_loopback_host(host: &str) -> bool {
     let h = host.trim_start_matches('[').trim_end_matches(']');
     if h.eq_ignore_ascii_case("localhost") {

@@ -1,7 +1,7 @@
 //! `[cluster]`: three gateways on different ports share one real
 //! `redis-server` (started on a loopback port by the harness) for webhook
 //! dedup and platform tokens, degrade to in-process stores when it dies and
-//! share again when it is back (BEHAVIOUR.md item 34).
+//! share again when it is back (docs/BEHAVIOUR.md item 34).
 
 mod common;
 

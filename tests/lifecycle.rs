@@ -96,7 +96,7 @@ async fn sighup_reloads_and_rereads_certificates() {
     assert!(log.contains("SIGHUP"), "{log}");
 }
 
-const CONTRACT_ENV: &[(&str, &str)] = &[
+const EXAMPLE_ENV: &[(&str, &str)] = &[
     ("ZOOM_APP_CLIENT_ID", "TESTCLIENTID0001"),
     ("ZOOM_APP_CLIENT_SECRET", "contract-zoom-app-secret-value"),
     ("ZOOM_SDK_CLIENT_ID", "abcTESTsdkKEY123"),
@@ -114,9 +114,8 @@ const CONTRACT_ENV: &[(&str, &str)] = &[
     ("ZOOM_WEBHOOK_SECRET_TOKEN", "contract-webhook-secret-value"),
 ];
 
-fn contract() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/contract/meetgate.example.toml")
+fn example_config() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/meetgate.example.toml")
 }
 
 fn check(config: &std::path::Path, env: &[(&str, &str)]) -> std::process::Output {
@@ -129,22 +128,22 @@ fn check(config: &std::path::Path, env: &[(&str, &str)]) -> std::process::Output
 }
 
 #[test]
-fn check_accepts_the_contract_file_with_its_variables_set() {
-    let out = check(&contract(), CONTRACT_ENV);
+fn check_accepts_the_example_file_with_its_variables_set() {
+    let out = check(&example_config(), EXAMPLE_ENV);
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "{text}");
-    for (_, secret) in CONTRACT_ENV.iter().filter(|(k, _)| k.contains("SECRET")) {
+    for (_, secret) in EXAMPLE_ENV.iter().filter(|(k, _)| k.contains("SECRET")) {
         assert!(!text.contains(secret), "check printed a secret: {text}");
     }
 }
 
 #[test]
 fn check_names_an_unknown_key_and_its_line() {
-    let text = std::fs::read_to_string(contract()).unwrap();
+    let text = std::fs::read_to_string(example_config()).unwrap();
     let bad = text.replacen("tenant_claim = \"org_id\"", "tenant_claims = \"org_id\"", 1);
     let line = bad
         .lines()
@@ -154,7 +153,7 @@ fn check_names_an_unknown_key_and_its_line() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");
     std::fs::write(&path, bad).unwrap();
-    let out = check(&path, CONTRACT_ENV);
+    let out = check(&path, EXAMPLE_ENV);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("tenant_claims"), "{err}");
@@ -164,7 +163,7 @@ fn check_names_an_unknown_key_and_its_line() {
 
 #[test]
 fn check_lists_every_problem_and_never_a_secret_value() {
-    let text = std::fs::read_to_string(contract()).unwrap();
+    let text = std::fs::read_to_string(example_config()).unwrap();
     let bad = text
         .replacen("leeway_secs = 30", "leeway_sec = 30", 1)
         .replacen("authenticate = \"corp\"", "authenticate = \"corpp\"", 1);
@@ -172,7 +171,7 @@ fn check_lists_every_problem_and_never_a_secret_value() {
     let path = dir.path().join("bad.toml");
     std::fs::write(&path, bad).unwrap();
     // One variable missing: named, while the others' values never appear.
-    let env: Vec<_> = CONTRACT_ENV
+    let env: Vec<_> = EXAMPLE_ENV
         .iter()
         .copied()
         .filter(|(k, _)| *k != "ZOOM_CLIENT_SECRET")

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# meetgate beside the peers: a copy of ../shared/peers/bench.sh with meetgate
+# meetgate beside the peers: benches/peers/bench.sh with meetgate
 # variants added to the same interleaved rounds (started by benches/load.sh).
 # Start every peer on loopback, check auth correctness, then run interleaved wrk rounds.
 # usage: MEETGATE_BIN=... PEERS=... bash bench-with-meetgate.sh DIR      (DIR prepared by setup.sh)
 # env:   ROUNDS=3 DUR=8s CONNS=32 TLS=1 CHECK_ONLY=0 SRV_CPU=1 LOAD_CPU=0 UP_CPU=0 MAX_OTHER=3 RETRIES=3
 set -uo pipefail
 DIR=$(cd "${1:?usage: bench.sh DIR}" && pwd)
-HERE=${PEERS:?PEERS: the shared/peers directory}
+HERE=${PEERS:?PEERS: the benches/peers directory}
 LOADDIR=$(cd "$(dirname "$0")" && pwd)
 MEETGATE_BIN=${MEETGATE_BIN:?MEETGATE_BIN: the release binary}
 ROUNDS=${ROUNDS:-3} DUR=${DUR:-8s} CONNS=${CONNS:-32} TLS=${TLS:-1} CHECK_ONLY=${CHECK_ONLY:-0}

@@ -163,7 +163,7 @@ const DEFAULT_UPSTREAM_TIMEOUT_MS: u64 = 15_000;
 const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 30_000;
 const ZOOM_S2S_TOKEN_URL: &str = "https://zoom.us/oauth/token";
 
-/// Algorithms an identity may allow: asymmetric only (BEHAVIOUR.md item 18).
+/// Algorithms an identity may allow: asymmetric only (docs/BEHAVIOUR.md item 18).
 const ASYMMETRIC_ALGORITHMS: &[&str] = &[
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
 ];

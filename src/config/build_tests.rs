@@ -216,12 +216,12 @@ fn secrets_resolve_and_never_appear_in_debug() {
 }
 
 #[test]
-fn the_contract_file_builds() {
+fn the_example_file_builds() {
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/contract/meetgate.example.toml"
+        "/config/meetgate.example.toml"
     ))
-    .expect("../shared/contract/meetgate.example.toml");
+    .expect("config/meetgate.example.toml");
     let any = |_: &str| Some("x-test-value".to_owned());
     let snap = build(
         &text,

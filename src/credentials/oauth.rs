@@ -747,7 +747,7 @@ mod tests {
             refresh_at(fetched, expires_in, margin),
             v["expected"]["refresh_after_unix"].as_u64().unwrap()
         );
-        assert_eq!(refresh_at(1000, 63, 60), 1003, "BEHAVIOUR.md item 29");
+        assert_eq!(refresh_at(1000, 63, 60), 1003, "docs/BEHAVIOUR.md item 29");
         assert_eq!(
             refresh_at(1000, 30, 60),
             1015,

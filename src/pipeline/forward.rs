@@ -2,7 +2,7 @@
 //! WebSocket upgrades.
 //!
 //! Bodies stream both ways without buffering; hyper's flow control bounds
-//! memory whatever the body size (BEHAVIOUR.md item 11).
+//! memory whatever the body size (docs/BEHAVIOUR.md item 11).
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -318,7 +318,7 @@ async fn run(
     )
     .await?;
     // A request without a body can be sent again if the upstream rejects a
-    // fetched token (BEHAVIOUR.md item 30).
+    // fetched token (docs/BEHAVIOUR.md item 30).
     let retry = (!injected.fetched.is_empty() && is_bodiless(&req)).then(|| {
         let mut r = Request::new(());
         *r.method_mut() = req.method().clone();

@@ -129,7 +129,7 @@ impl PathPattern {
     }
 }
 
-/// Why a path is refused before routing (BEHAVIOUR.md item 9).
+/// Why a path is refused before routing (docs/BEHAVIOUR.md item 9).
 pub type PathRejection = &'static str;
 
 /// Percent-decodes and validates a request path. Refuses encoded `/` or `\`,

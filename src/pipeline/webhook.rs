@@ -40,7 +40,7 @@ pub struct Verified {
     /// Index of the secret that verified it (the one that answers a Zoom
     /// URL validation).
     pub secret: usize,
-    /// What identifies this event for duplicate detection (BEHAVIOUR.md
+    /// What identifies this event for duplicate detection (docs/BEHAVIOUR.md
     /// item 25), when the scheme has one.
     pub dedup_key: Option<String>,
 }

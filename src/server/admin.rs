@@ -1,5 +1,5 @@
 //! The admin listener: `/healthz`, `/readyz` (plaintext, never on the public
-//! listeners; BEHAVIOUR.md item 5).
+//! listeners; docs/BEHAVIOUR.md item 5).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -80,7 +80,7 @@ fn answer<B>(state: &State, req: &Request<B>) -> Response<ResBody> {
                 },
             });
             // A Redis outage does not make the gateway unready: it serves
-            // from in-process stores (BEHAVIOUR.md item 34).
+            // from in-process stores (docs/BEHAVIOUR.md item 34).
             if let Some(up) = state.cluster.healthy() {
                 body["cluster_store"] = if up { "ok" } else { "degraded" }.into();
             }

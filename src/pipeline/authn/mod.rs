@@ -141,7 +141,7 @@ fn scalar(v: &Value) -> Option<String> {
 }
 
 /// A claim holding one string or an array of strings (a single string is
-/// one role: BEHAVIOUR.md item 15).
+/// one role: docs/BEHAVIOUR.md item 15).
 fn strings(v: &Value) -> Vec<String> {
     match v {
         Value::String(s) => vec![s.clone()],
