@@ -1030,6 +1030,8 @@ impl Builder<'_, '_> {
             .as_ref()
             .and_then(|resp| self.respond(resp, &p.key("respond"), refs, &captures, has_identity));
 
+        self.dead_combinations(r, p);
+
         let upstream = match (&r.upstream, r.respond.is_some()) {
             (Some(_), true) => {
                 self.err(
@@ -1083,6 +1085,42 @@ impl Builder<'_, '_> {
             respond,
             verify_webhook,
         })
+    }
+
+    /// Keys that would be accepted and never act: a route the gateway
+    /// answers (`respond`) forwards nothing, and a `verify_webhook` route
+    /// forwards the verified event as it came, so what only forwarding or
+    /// injection uses is refused there rather than silently ignored.
+    fn dead_combinations(&mut self, r: &RawRoute, p: &KeyPath) {
+        let (stage, unused): (&str, &[(&str, bool)]) = if r.respond.is_some() {
+            (
+                "a `respond` route is answered by the gateway",
+                &[
+                    ("inject", r.inject.is_some()),
+                    ("verify_webhook", r.verify_webhook.is_some()),
+                    ("websocket", r.websocket.is_some()),
+                    ("forward_bearer", r.forward_bearer.is_some()),
+                    ("preserve_host", r.preserve_host.is_some()),
+                    ("strip_prefix", r.strip_prefix.is_some()),
+                    ("upstream_ca", r.upstream_ca.is_some()),
+                ],
+            )
+        } else if r.verify_webhook.is_some() {
+            (
+                "a `verify_webhook` route forwards the verified event as it came",
+                &[
+                    ("inject", r.inject.is_some()),
+                    ("websocket", r.websocket.is_some()),
+                ],
+            )
+        } else {
+            return;
+        };
+        for (key, set) in unused {
+            if *set {
+                self.err(&p.key(key), format!("{stage}: `{key}` would never apply"));
+            }
+        }
     }
 
     fn authenticate(

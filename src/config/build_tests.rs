@@ -160,6 +160,26 @@ fn broken_snippets_are_refused_naming_the_key() {
             "`CONNECT` is never forwarded",
         ),
         ("[limits]\ntoken_cache_bytes = 1000\n", "limits.token_cache_bytes", "must lie in"),
+        (
+            "[identity.i]\nissuer = \"https://idp.example\"\naudiences = [\"a\"]\n[credential.s]\ntype = \"zoom_meeting_sdk\"\nclient_id = \"c\"\nclient_secret = \"s\"\n[[route]]\nname = \"r\"\npath = \"/r\"\nauthenticate = \"i\"\nrespond = { credential = \"s\" }\ninject = [{ credential = \"s\", header = \"X-S\", meeting_query = \"m\" }]\n",
+            "route[0].inject",
+            "`inject` would never apply",
+        ),
+        (
+            "[identity.i]\nissuer = \"https://idp.example\"\naudiences = [\"a\"]\n[credential.s]\ntype = \"zoom_meeting_sdk\"\nclient_id = \"c\"\nclient_secret = \"s\"\n[[route]]\nname = \"r\"\npath = \"/r\"\nauthenticate = \"i\"\nrespond = { credential = \"s\" }\nwebsocket = true\n",
+            "route[0].websocket",
+            "`websocket` would never apply",
+        ),
+        (
+            "[identity.i]\nissuer = \"https://idp.example\"\naudiences = [\"a\"]\n[credential.s]\ntype = \"zoom_meeting_sdk\"\nclient_id = \"c\"\nclient_secret = \"s\"\n[[route]]\nname = \"r\"\npath = \"/r\"\nauthenticate = \"i\"\nrespond = { credential = \"s\" }\nforward_bearer = true\n",
+            "route[0].forward_bearer",
+            "`forward_bearer` would never apply",
+        ),
+        (
+            "[webhook.w]\ntype = \"zoom\"\nsecret_tokens = [\"s\"]\n[credential.o]\ntype = \"opentok_project\"\napi_key = \"k\"\napi_secret = \"s\"\n[[route]]\nname = \"r\"\npath = \"/r\"\nupstream = \"http://127.0.0.1:1\"\nverify_webhook = \"w\"\ninject = [{ credential = \"o\", header = \"X-O\" }]\n",
+            "route[0].inject",
+            "`inject` would never apply",
+        ),
     ];
     for (snippet, key, needle) in cases {
         let errs = errors(snippet);
