@@ -148,6 +148,13 @@ fn broken_snippets_are_refused_naming_the_key() {
         ),
         ("[limits]\nmax_header_bytes = 10\n", "limits.max_header_bytes", "1024..=1048576"),
         ("[limits]\nupstream_timeout_ms = \"fast\"\n", "limits.upstream_timeout_ms", "invalid type"),
+        ("[limits]\nsend_timeout_ms = 0\n", "limits.send_timeout_ms", "1..=86400000"),
+        (
+            "[limits]\nupstream_body_timeout_ms = 86400001\n",
+            "limits.upstream_body_timeout_ms",
+            "1..=86400000",
+        ),
+        ("[limits]\nhttp2_idle_timeout_ms = 0\n", "limits.http2_idle_timeout_ms", "1..=86400000"),
         ("[serverr]\nx = 1\n", "serverr", "unknown key"),
     ];
     for (snippet, key, needle) in cases {

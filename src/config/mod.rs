@@ -108,6 +108,14 @@ pub struct Limits {
     pub max_body_bytes: usize,
     pub header_read_timeout: Duration,
     pub upstream_timeout: Duration,
+    /// A response body that the client accepts no part of for this long is
+    /// cut (HTTP/2: the stream is reset; HTTP/1.1: the connection closed).
+    pub send_timeout: Duration,
+    /// A response body that the upstream sends no part of for this long is
+    /// cut, and its upstream connection closed.
+    pub upstream_body_timeout: Duration,
+    /// An HTTP/2 connection with no open stream for this long gets GOAWAY.
+    pub http2_idle_timeout: Duration,
 }
 
 /// `[audit]`
