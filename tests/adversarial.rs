@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::h2::{h2_frame, hpack_literal};
 use common::issuer::{Issuer, SigningKey};
 use common::*;
 use http::StatusCode;
@@ -261,36 +262,6 @@ enum H2Outcome {
 
 /// A header block as sent: (name, value) pairs in order.
 type Fields<'a> = Vec<(&'a [u8], &'a [u8])>;
-
-/// An HPACK literal header field without indexing (no Huffman).
-fn hpack_literal(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    fn int7(out: &mut Vec<u8>, mut n: usize) {
-        if n < 127 {
-            out.push(n as u8);
-            return;
-        }
-        out.push(127);
-        n -= 127;
-        while n >= 128 {
-            out.push((n % 128 + 128) as u8);
-            n /= 128;
-        }
-        out.push(n as u8);
-    }
-    out.push(0x00);
-    int7(out, name.len());
-    out.extend_from_slice(name);
-    int7(out, value.len());
-    out.extend_from_slice(value);
-}
-
-fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-    let len = payload.len() as u32;
-    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
-    f.extend_from_slice(&stream.to_be_bytes());
-    f.extend_from_slice(payload);
-    f
-}
 
 /// Sends exactly `fields` (in order, duplicates and all) as the header
 /// block of stream 1 over TLS with ALPN h2, bypassing every client-side

@@ -160,6 +160,15 @@ const DEFAULT_MAX_HEADER_BYTES: u64 = 16 * 1024;
 const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
 const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 5_000;
 const DEFAULT_UPSTREAM_TIMEOUT_MS: u64 = 15_000;
+// nginx's send_timeout, proxy_read_timeout and keepalive_timeout are in the
+// same range: long enough for slow links and quiet streams, short enough
+// that a client or upstream that stopped cannot pin a connection for long.
+const DEFAULT_SEND_TIMEOUT_MS: u64 = 60_000;
+const DEFAULT_UPSTREAM_BODY_TIMEOUT_MS: u64 = 60_000;
+const DEFAULT_HTTP2_IDLE_TIMEOUT_MS: u64 = 60_000;
+/// The longest body-progress or idle bound: a day. Longer is a typo or a
+/// wish for "never", which these bounds exist to rule out.
+const MAX_PROGRESS_TIMEOUT_MS: u64 = 86_400_000;
 const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 30_000;
 const ZOOM_S2S_TOKEN_URL: &str = "https://zoom.us/oauth/token";
 
@@ -230,6 +239,21 @@ impl Builder<'_, '_> {
             self.err(path, "must be greater than 0");
         }
         Duration::from_millis(ms)
+    }
+
+    /// Milliseconds in `1..=max`.
+    fn millis_at_most(
+        &mut self,
+        v: Option<u64>,
+        default: u64,
+        max: u64,
+        path: &KeyPath,
+    ) -> Duration {
+        let ms = v.unwrap_or(default);
+        if !(1..=max).contains(&ms) {
+            self.err(path, format!("must lie in 1..={max}"));
+        }
+        Duration::from_millis(ms.min(max))
     }
 
     fn secs(&mut self, v: Option<u64>, default: u64, min: u64, path: &KeyPath) -> Duration {
@@ -476,17 +500,39 @@ impl Builder<'_, '_> {
         Limits {
             max_header_bytes: max_header_bytes as usize,
             max_body_bytes: max_body_bytes as usize,
-            header_read_timeout: self.millis(
+            // Bounded like the progress timeouts: a deadline far in the
+            // future would overflow `Instant` arithmetic.
+            header_read_timeout: self.millis_at_most(
                 l.header_read_timeout_ms,
                 DEFAULT_HEADER_READ_TIMEOUT_MS,
+                MAX_PROGRESS_TIMEOUT_MS,
                 &p.key("header_read_timeout_ms"),
             ),
-            upstream_timeout: self.millis(
+            upstream_timeout: self.millis_at_most(
                 l.upstream_timeout_ms,
                 DEFAULT_UPSTREAM_TIMEOUT_MS,
+                MAX_PROGRESS_TIMEOUT_MS,
                 &p.key("upstream_timeout_ms"),
             ),
             token_cache_bytes,
+            send_timeout: self.millis_at_most(
+                l.send_timeout_ms,
+                DEFAULT_SEND_TIMEOUT_MS,
+                MAX_PROGRESS_TIMEOUT_MS,
+                &p.key("send_timeout_ms"),
+            ),
+            upstream_body_timeout: self.millis_at_most(
+                l.upstream_body_timeout_ms,
+                DEFAULT_UPSTREAM_BODY_TIMEOUT_MS,
+                MAX_PROGRESS_TIMEOUT_MS,
+                &p.key("upstream_body_timeout_ms"),
+            ),
+            http2_idle_timeout: self.millis_at_most(
+                l.http2_idle_timeout_ms,
+                DEFAULT_HTTP2_IDLE_TIMEOUT_MS,
+                MAX_PROGRESS_TIMEOUT_MS,
+                &p.key("http2_idle_timeout_ms"),
+            ),
         }
     }
 

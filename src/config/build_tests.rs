@@ -148,6 +148,13 @@ fn broken_snippets_are_refused_naming_the_key() {
         ),
         ("[limits]\nmax_header_bytes = 10\n", "limits.max_header_bytes", "1024..=1048576"),
         ("[limits]\nupstream_timeout_ms = \"fast\"\n", "limits.upstream_timeout_ms", "invalid type"),
+        ("[limits]\nsend_timeout_ms = 0\n", "limits.send_timeout_ms", "1..=86400000"),
+        (
+            "[limits]\nupstream_body_timeout_ms = 86400001\n",
+            "limits.upstream_body_timeout_ms",
+            "1..=86400000",
+        ),
+        ("[limits]\nhttp2_idle_timeout_ms = 0\n", "limits.http2_idle_timeout_ms", "1..=86400000"),
         ("[serverr]\nx = 1\n", "serverr", "unknown key"),
         (
             "[[route]]\nname = \"r\"\npath = \"/r\"\nupstream = \"http://127.0.0.1:1\"\nauthenticate = \"none\"\nmethods = [\"GET\", \"TRACE\"]\n",
@@ -160,6 +167,16 @@ fn broken_snippets_are_refused_naming_the_key() {
             "`CONNECT` is never forwarded",
         ),
         ("[limits]\ntoken_cache_bytes = 1000\n", "limits.token_cache_bytes", "must lie in"),
+        (
+            "[limits]\nheader_read_timeout_ms = 18446744073709551615\n",
+            "limits.header_read_timeout_ms",
+            "must lie in 1..=86400000",
+        ),
+        (
+            "[limits]\nupstream_timeout_ms = 0\n",
+            "limits.upstream_timeout_ms",
+            "must lie in 1..=86400000",
+        ),
         (
             "[identity.i]\nissuer = \"https://idp.example\"\naudiences = [\"a\"]\n[credential.s]\ntype = \"zoom_meeting_sdk\"\nclient_id = \"c\"\nclient_secret = \"s\"\n[[route]]\nname = \"r\"\npath = \"/r\"\nauthenticate = \"i\"\nrespond = { credential = \"s\" }\ninject = [{ credential = \"s\", header = \"X-S\", meeting_query = \"m\" }]\n",
             "route[0].inject",

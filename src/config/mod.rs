@@ -116,6 +116,14 @@ pub struct Limits {
     pub upstream_timeout: Duration,
     /// Bound on the verified-token cache, in estimated bytes.
     pub token_cache_bytes: u64,
+    /// A response body that the client accepts no part of for this long is
+    /// cut (HTTP/2: the stream is reset; HTTP/1.1: the connection closed).
+    pub send_timeout: Duration,
+    /// A response body that the upstream sends no part of for this long is
+    /// cut, and its upstream connection closed.
+    pub upstream_body_timeout: Duration,
+    /// An HTTP/2 connection with no open stream for this long gets GOAWAY.
+    pub http2_idle_timeout: Duration,
 }
 
 /// `[audit]`

@@ -55,6 +55,9 @@ pub struct RawLimits {
     pub header_read_timeout_ms: Option<u64>,
     pub upstream_timeout_ms: Option<u64>,
     pub token_cache_bytes: Option<u64>,
+    pub send_timeout_ms: Option<u64>,
+    pub upstream_body_timeout_ms: Option<u64>,
+    pub http2_idle_timeout_ms: Option<u64>,
 }
 
 /// `[audit]`

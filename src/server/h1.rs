@@ -12,6 +12,11 @@
 //! its next request head within `header_read_timeout` of going idle
 //! (parked or not), or it is closed.
 //!
+//! A response that makes no progress (the client reads nothing for
+//! `send_timeout`, or the upstream sends nothing for
+//! `upstream_body_timeout`; see [`super::progress`]) closes the connection:
+//! HTTP/1.1 has no way to end one response and keep the connection.
+//!
 //! WebSocket upgrades are handed over here too, since hyper cannot do it on
 //! a connection it returns: a request carrying `Upgrade` gets a
 //! [`ClientUpgrade`] slot, filled with the stream after the 101.
@@ -32,6 +37,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
+use super::progress::{Bounds, Progress, Stall, Watched, WriteBlock, WriteClock};
 use super::stream::{Park, Prefixed};
 use crate::body::BoxError;
 use crate::config::Limits;
@@ -48,7 +54,6 @@ pub trait UpgradedStream: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> UpgradedStream for T {}
 
 /// What a connection's requests report to the task driving it.
-#[derive(Default)]
 struct Activity {
     /// Requests whose response body has not been dropped by hyper yet.
     in_flight: AtomicUsize,
@@ -56,9 +61,24 @@ struct Activity {
     started: AtomicU64,
     /// Where the stream goes after a 101, while a request waits for it.
     upgrade: Mutex<Option<oneshot::Sender<Box<dyn UpgradedStream>>>>,
+    /// The response body in flight (one at a time on HTTP/1.1).
+    progress: Arc<Progress>,
+    /// Writes to the client blocked, body in flight or not (its last bytes
+    /// may wait in hyper's buffer after it ended).
+    write_block: Arc<WriteBlock>,
 }
 
 impl Activity {
+    fn new() -> Self {
+        Activity {
+            in_flight: AtomicUsize::new(0),
+            started: AtomicU64::new(0),
+            upgrade: Mutex::new(None),
+            progress: Arc::new(Progress::new()),
+            write_block: Arc::new(WriteBlock::new()),
+        }
+    }
+
     fn begin(self: &Arc<Self>) -> InFlight {
         self.started.fetch_add(1, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -91,10 +111,11 @@ impl Drop for InFlight {
 }
 
 pin_project_lite::pin_project! {
-    /// A response body that counts as in flight until hyper drops it.
+    /// A response body that counts as in flight until hyper drops it, and
+    /// records its progress.
     pub struct Tracked<B> {
         #[pin]
-        inner: B,
+        inner: Watched<B>,
         guard: InFlight,
     }
 }
@@ -185,7 +206,7 @@ pub(super) async fn serve<S: Park>(
     conn: ConnInfo,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), BoxError> {
-    let activity = Arc::new(Activity::default());
+    let activity = Arc::new(Activity::new());
     let metrics = state.metrics.clone();
     let mut service = {
         let activity = activity.clone();
@@ -200,7 +221,11 @@ pub(super) async fn serve<S: Park>(
             }
             Box::pin(async move {
                 let resp = pipeline::respond(state, req, conn).await;
-                Ok::<_, std::convert::Infallible>(resp.map(|inner| Tracked { inner, guard }))
+                let progress = guard.0.progress.clone();
+                Ok::<_, std::convert::Infallible>(resp.map(|body| Tracked {
+                    inner: Watched::new(body, progress),
+                    guard,
+                }))
             })
         })
     };
@@ -208,9 +233,11 @@ pub(super) async fn serve<S: Park>(
     // instant by which one must, as hyper's header timer would have it.
     let mut idle_deadline = Some(first_head_by);
     let header_read_timeout = limits.header_read_timeout;
+    let bounds = Bounds::from(limits);
     let builder = builder(limits);
     loop {
-        let mut http = Box::new(builder.serve_connection(TokioIo::new(io), service));
+        let clocked = WriteClock::new(io, activity.write_block.clone());
+        let mut http = Box::new(builder.serve_connection(TokioIo::new(clocked), service));
         let resumed = activity.started();
         let mut seen = resumed;
         let mut quiet = false;
@@ -219,8 +246,18 @@ pub(super) async fn serve<S: Park>(
         let served = loop {
             tokio::select! {
                 r = poll_fn(|cx| http.poll_without_shutdown(cx)) => break r,
-                () = tick.as_mut(), if handback == Handback::Ended => {
+                () = tick.as_mut() => {
                     let now = Instant::now();
+                    // Checked whatever the hand-back state: a stalled
+                    // response would hold a park or a shutdown drain too.
+                    if let Some(stall) = stalled(&activity, &bounds, now) {
+                        tracing::debug!(client = %conn.remote, reason = stall, "response cut");
+                        return Err(stall.into());
+                    }
+                    tick.as_mut().reset(now + PARK_AFTER);
+                    if handback != Handback::Ended {
+                        continue;
+                    }
                     let started = activity.started();
                     if started != resumed {
                         idle_deadline = None;
@@ -243,7 +280,6 @@ pub(super) async fn serve<S: Park>(
                         quiet = false;
                         seen = started;
                     }
-                    tick.as_mut().reset(now + PARK_AFTER);
                 }
                 () = super::stop_requested(&mut shutdown), if handback != Handback::Shutdown => {
                     Pin::new(&mut *http).graceful_shutdown();
@@ -256,7 +292,7 @@ pub(super) async fn serve<S: Park>(
         drop(tick);
         let parts = http.into_parts();
         service = parts.service;
-        io = parts.io.into_inner();
+        io = parts.io.into_inner().into_inner();
         io.put_back(parts.read_buf);
         match handback {
             Handback::Shutdown => return close(io, header_read_timeout).await,
@@ -286,6 +322,17 @@ pub(super) async fn serve<S: Park>(
             None => return close(io, header_read_timeout).await,
         }
     }
+}
+
+/// Why the connection's response must be cut at `now`, if it must.
+fn stalled(activity: &Activity, bounds: &Bounds, now: Instant) -> Option<&'static str> {
+    if let Some(stall) = activity.progress.stalled(bounds, now) {
+        return Some(stall.describe());
+    }
+    activity
+        .write_block
+        .stalled(bounds.send, now)
+        .then_some(Stall::Client.describe())
 }
 
 /// Ends the stream cleanly (TLS close_notify, then FIN), within `within`.

@@ -8,26 +8,22 @@
 //!
 //! HTTP/2 is told from HTTP/1.1 by ALPN over TLS and by the connection
 //! preface in plaintext (h2c with prior knowledge); HTTP/1.1 connections are
-//! served by [`super::h1`], which parks them while idle.
+//! served by [`super::h1`], which parks them while idle, HTTP/2 ones by
+//! [`super::h2`].
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
-use hyper::server::conn::http2;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::h1;
-use super::stream::{Park, Prefixed};
+use super::stream::Prefixed;
+use super::{h1, h2};
 use crate::body::BoxError;
-use crate::config::Limits;
-use crate::pipeline::{self, ConnInfo};
+use crate::pipeline::ConnInfo;
 use crate::State;
 
 /// A client's TLS stream.
@@ -112,7 +108,7 @@ async fn serve_connection(
     let limits = snap.limits;
     // One deadline from accept covers the TLS handshake, the first bytes
     // (which tell HTTP/1.1 from HTTP/2) and, for HTTP/1.1, the first request
-    // head. Without it a client that connects and then stays silent would
+    // head (HTTP/2: the first complete request head). Without it a client that connects and then stays silent would
     // hold the connection forever: hyper-util's protocol detection waits
     // for those bytes with no timeout of its own.
     let deadline = Instant::now() + snap.limits.header_read_timeout;
@@ -136,7 +132,9 @@ async fn serve_connection(
                 // hyper waits for the connection preface without a timeout.
                 match first_bytes(stream, deadline).await? {
                     None => Ok(()),
-                    Some(io) => Box::pin(serve_h2(io, &limits, state, conn, shutdown)).await,
+                    Some(io) => {
+                        Box::pin(h2::serve(io, &limits, deadline, state, conn, shutdown)).await
+                    }
                 }
             } else {
                 // HTTP/1.1 (over TLS, h2 needs ALPN).
@@ -149,7 +147,7 @@ async fn serve_connection(
             match first_bytes(tcp, deadline).await? {
                 None => Ok(()),
                 Some(io) if io.prefix() == H2_PREFACE => {
-                    Box::pin(serve_h2(io, &limits, state, conn, shutdown)).await
+                    Box::pin(h2::serve(io, &limits, deadline, state, conn, shutdown)).await
                 }
                 Some(io) => h1::serve(io, &limits, deadline, state, conn, shutdown).await,
             }
@@ -158,35 +156,6 @@ async fn serve_connection(
     // Held until here: the shutdown drain waits for this connection.
     drop(watcher);
     result
-}
-
-/// Serves HTTP/2 (ALPN h2, or h2c with prior knowledge) until the client
-/// closes or the drain ends it.
-async fn serve_h2<S: Park>(
-    io: Prefixed<S>,
-    limits: &Limits,
-    state: Arc<State>,
-    conn: ConnInfo,
-    mut shutdown: watch::Receiver<bool>,
-) -> Result<(), BoxError> {
-    // Boxed: hyper keeps room for one request future per stream.
-    let service = service_fn(move |req| {
-        let state = state.clone();
-        Box::pin(async move {
-            Ok::<_, std::convert::Infallible>(pipeline::respond(state, req, conn).await)
-        })
-    });
-    let c = h2_builder(limits).serve_connection(TokioIo::new(io), service);
-    tokio::pin!(c);
-    let served = tokio::select! {
-        r = c.as_mut() => r,
-        () = super::stop_requested(&mut shutdown) => {
-            // GOAWAY, then the streams in flight finish.
-            c.as_mut().graceful_shutdown();
-            c.await
-        }
-    };
-    served.map_err(Into::into)
 }
 
 /// The HTTP/2 connection preface (RFC 9113 section 3.4).
@@ -225,19 +194,6 @@ where
         Bytes::copy_from_slice(&buf[..filled]),
         io,
     )))
-}
-
-/// The HTTP/2 server settings derived from `[limits]`.
-fn h2_builder(limits: &Limits) -> http2::Builder<TokioExecutor> {
-    let mut b = http2::Builder::new(TokioExecutor::new());
-    // Same headroom as HTTP/1.1 (the list size also counts 32 bytes per
-    // field), so the exact limit is answered with the JSON error.
-    let cap = limits.max_header_bytes.max(8192) + 4096;
-    b.timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(cap).unwrap_or(u32::MAX))
-        .keep_alive_interval(Duration::from_secs(30))
-        .max_concurrent_streams(256);
-    b
 }
 
 #[cfg(test)]

@@ -3,7 +3,9 @@
 
 pub mod admin;
 pub mod h1;
+mod h2;
 pub mod listen;
+mod progress;
 mod stream;
 
 /// Resolves once `shutdown` is set (or its sender is gone). Nothing borrowed

@@ -480,6 +480,7 @@ impl Drop for BinaryGateway {
         let _ = self.child.wait();
     }
 }
+pub mod h2;
 pub mod issuer;
 pub mod token_server;
 
