@@ -21,7 +21,7 @@ const VIDEO_SECRET: &str = "video-sdk-secret-value-789";
 const OPENTOK_SECRET: &str = "0123456789abcdef0123456789abcdef01234567";
 
 /// An API that records the credential headers it saw and refuses tokens in
-/// `revoked` with Zoom's 401 code 124.
+/// `revoked`, and every token under `/deny`, with Zoom's 401 code 124.
 #[derive(Default)]
 struct Api {
     seen: Mutex<Vec<(String, http::HeaderMap)>>,
@@ -44,11 +44,13 @@ async fn api() -> (std::net::SocketAddr, Arc<Api>) {
                 format!("{} {}", req.method(), req.uri()),
                 req.headers().clone(),
             ));
-            if a.revoked
-                .lock()
-                .unwrap()
-                .iter()
-                .any(|t| auth == format!("Bearer {t}"))
+            let deny = req.uri().path().starts_with("/deny");
+            if deny
+                || a.revoked
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .any(|t| auth == format!("Bearer {t}"))
             {
                 let mut r =
                     Response::new(full(r#"{"code":124,"message":"Invalid access token."}"#));
@@ -353,6 +355,53 @@ async fn an_upstream_401_refetches_once_and_retries_bodiless_requests() {
         .map(|(_, h)| h["authorization"].to_str().unwrap().to_owned())
         .collect();
     assert_eq!(tail, vec!["Bearer tok-2", "Bearer tok-1"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_answering_401_to_every_token_costs_one_refetch_per_cooldown() {
+    let env = setup("", "").await;
+    let started = std::time::Instant::now();
+    // The first request drops tok-1 and is retried with tok-2; inside the
+    // cooldown the others keep tok-2 and get the upstream's 401 unchanged.
+    for i in 0..30 {
+        let (s, _, b) = get(&env.gw.h1(), &env.gw.url(&format!("/zoom/deny/{i}")), &[]).await;
+        assert_eq!(
+            (s, json(&b)["code"].as_u64()),
+            (StatusCode::UNAUTHORIZED, Some(124))
+        );
+    }
+    let mut tasks = Vec::new();
+    for i in 0..30 {
+        let (c, url) = (env.gw.h2(), env.gw.url(&format!("/zoom/deny/c{i}")));
+        tasks.push(tokio::spawn(async move { get(&c, &url, &[]).await.0 }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), StatusCode::UNAUTHORIZED);
+    }
+    // One refetch per started cooldown (10 s), should this run be that slow.
+    let cooldowns = started.elapsed().as_secs() / 10 + 1;
+    assert!(
+        env.tokens.requests.load(Ordering::SeqCst) as u64 <= 1 + cooldowns,
+        "{} token requests for 60 refused requests",
+        env.tokens.requests.load(Ordering::SeqCst)
+    );
+    // The kept token still serves the paths that accept it.
+    assert_eq!(
+        get(&env.gw.h1(), &env.gw.url("/zoom/me"), &[]).await.0,
+        StatusCode::OK
+    );
+    let issued = env.tokens.issued.load(Ordering::SeqCst);
+    assert!(issued >= 2, "the first 401 refetched");
+    assert_eq!(
+        last_header(&env.api, "authorization"),
+        format!("Bearer tok-{issued}")
+    );
+    let seen = env.api.seen.lock().unwrap();
+    let with_first = seen
+        .iter()
+        .filter(|(_, h)| h["authorization"] == "Bearer tok-1")
+        .count();
+    assert_eq!(with_first, 1, "a dropped token is never sent again");
 }
 
 #[tokio::test]

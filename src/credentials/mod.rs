@@ -2,6 +2,7 @@
 //! into upstream requests (`inject`) or answers with (`respond`), so apps
 //! never hold platform secrets.
 
+pub mod lifetime;
 pub mod mint;
 pub mod oauth;
 

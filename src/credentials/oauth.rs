@@ -12,7 +12,10 @@
 //!   configuration error retried only every few minutes), and while backing
 //!   off, requests get 503 `credential_unavailable` at once instead of piling
 //!   onto the token endpoint;
-//! - [`TokenSource::invalidate`] drops a token an upstream rejected.
+//! - [`TokenSource::invalidate`] drops a token an upstream rejected, at most
+//!   once per [`REJECTION_COOLDOWN`]: inside it the token is kept and the
+//!   upstream's 401 passes through, so an upstream answering 401 to every
+//!   token cannot turn each request into a token request.
 //!
 //! Tokens live in a [`MemoryTokenStore`] keyed by a hash of the credential's
 //! settings, never by a secret. With `[cluster]`, replicas share them through
@@ -37,6 +40,7 @@ use http_body_util::{BodyExt, Limited};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
+use super::lifetime::{rejection_may_drop, REJECTION_COOLDOWN};
 use crate::body::ReqBody;
 use crate::config::{ClientAuth, CredentialKind, CredentialSettings};
 use crate::pipeline::forward::UpstreamClient;
@@ -248,6 +252,8 @@ pub struct TokenSource {
     cooldown_until: Mutex<Option<Instant>>,
     /// The next delay after a transient failure (doubles, reset on success).
     backoff: Mutex<Duration>,
+    /// When an upstream's 401 last made this replica drop the token.
+    last_rejection: Mutex<Option<Instant>>,
     /// Wakes the refresh task when a token was stored outside it.
     changed: tokio::sync::Notify,
     metrics: Arc<crate::metrics::Metrics>,
@@ -276,6 +282,7 @@ impl TokenSource {
             fetch_lock: tokio::sync::Mutex::new(()),
             cooldown_until: Mutex::new(None),
             backoff: Mutex::new(BACKOFF_MIN),
+            last_rejection: Mutex::new(None),
             changed: tokio::sync::Notify::new(),
             metrics,
             obtained: AtomicBool::new(false),
@@ -335,15 +342,44 @@ impl TokenSource {
         self.obtain(|t| now < t.expires_at).await
     }
 
-    /// Drops `value` if it is still the cached token (an upstream rejected
-    /// it), here and in the shared store, so the next caller gets a new one.
-    pub async fn invalidate(&self, value: &str) {
-        self.store.remove_if(&self.key, value);
+    /// An upstream rejected `value`: drops it, here and in the shared store,
+    /// so the next caller gets a new one — unless this replica dropped one
+    /// for a 401 less than [`REJECTION_COOLDOWN`] ago.
+    ///
+    /// Returns whether sending the request again can use another token:
+    /// true when `value` was dropped now, or is no longer the cached token
+    /// (a concurrent 401 or a refresh replaced it); false inside the
+    /// cooldown while `value` is still the cached token, which is then kept
+    /// and the caller passes the upstream's 401 through.
+    pub async fn invalidate(&self, value: &str) -> bool {
+        self.invalidate_at(value, Instant::now()).await
+    }
+
+    async fn invalidate_at(&self, value: &str, now: Instant) -> bool {
+        {
+            let mut last = self.last_rejection.lock().expect("rejection lock");
+            let cached = self.store.get(&self.key).is_some_and(|t| {
+                crate::secret::constant_time_eq(
+                    t.value.expose_secret().as_bytes(),
+                    value.as_bytes(),
+                )
+            });
+            if !cached {
+                return true;
+            }
+            if !rejection_may_drop(*last, now) {
+                tracing::info!(credential = %self.name, cooldown_secs = REJECTION_COOLDOWN.as_secs(), "upstream refused the token again within the refetch cooldown; keeping it");
+                return false;
+            }
+            *last = Some(now);
+            self.store.remove_if(&self.key, value);
+        }
         if let Some(link) = self.cluster.link() {
             let _ = link
                 .delete_token_if(&link.key("token", &self.key), value)
                 .await;
         }
+        true
     }
 
     /// A token from the shared store when `[cluster]` is configured and one
@@ -771,6 +807,73 @@ mod tests {
         assert_eq!(
             body,
             "grant_type=client_credentials&scope=a+b&audience=https%3A%2F%2Fapi.example&client_id=cid&client_secret=s3cr3t%26%3D"
+        );
+    }
+
+    /// A Zoom S2S token source with no cluster link (never fetches here).
+    fn source() -> TokenSource {
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let settings = Arc::new(CredentialSettings {
+            name: "zoom_api".into(),
+            kind: CredentialKind::ZoomS2sOAuth {
+                account_id: "acc".into(),
+                client_id: "cid".into(),
+                client_secret: "secret".to_owned().into(),
+                token_url: "https://zoom.us/oauth/token".parse().unwrap(),
+                refresh_before: Duration::from_secs(60),
+            },
+        });
+        TokenSource::new(
+            settings,
+            crate::pipeline::forward::new_client(rustls::RootCertStore::empty()),
+            Arc::default(),
+            Arc::new(crate::cluster::Cluster::new(metrics.clone())),
+            metrics,
+        )
+    }
+
+    fn cache(src: &TokenSource, value: &str) {
+        let t = CachedToken {
+            value: SecretString::from(value.to_owned()),
+            expires_at: now_secs() + 3600,
+            refresh_at: now_secs() + 3540,
+        };
+        src.store.put(&src.key, Arc::new(t));
+    }
+
+    fn cached(src: &TokenSource) -> Option<String> {
+        src.current().map(|t| t.value.expose_secret().to_owned())
+    }
+
+    #[tokio::test]
+    async fn a_401_drops_the_token_at_most_once_per_cooldown() {
+        let src = source();
+        let t0 = Instant::now();
+        let at = |secs: u64| t0 + Duration::from_secs(secs);
+        cache(&src, "tok-1");
+        assert!(src.invalidate_at("tok-1", t0).await, "the first 401 drops");
+        assert_eq!(cached(&src), None);
+        cache(&src, "tok-2");
+        assert!(
+            src.invalidate_at("tok-1", at(1)).await,
+            "already replaced: a retry uses the new token"
+        );
+        assert_eq!(cached(&src).as_deref(), Some("tok-2"));
+        assert!(
+            !src.invalidate_at("tok-2", at(9)).await,
+            "inside the cooldown the token is kept"
+        );
+        assert_eq!(cached(&src).as_deref(), Some("tok-2"));
+        assert!(
+            src.invalidate_at("tok-2", t0 + REJECTION_COOLDOWN).await,
+            "after the cooldown a 401 drops again"
+        );
+        assert_eq!(cached(&src), None);
+        cache(&src, "tok-3");
+        assert!(
+            !src.invalidate_at("tok-3", t0 + REJECTION_COOLDOWN + Duration::from_secs(5))
+                .await,
+            "the cooldown restarts with each drop"
         );
     }
 

@@ -352,13 +352,14 @@ async fn run(
     let upstream_started = Instant::now();
     let mut resp = target.send(req, websocket, identity_headers).await?;
     if resp.status() == StatusCode::UNAUTHORIZED && !injected.fetched.is_empty() {
-        // The upstream rejected a fetched token: never send it again.
+        // The upstream rejected a fetched token: drop it, unless a 401 did so
+        // within the refetch cooldown (then the 401 passes through).
+        let mut renewed = false;
         for (source, value) in &injected.fetched {
-            source
-                .invalidate(secrecy::ExposeSecret::expose_secret(value))
-                .await;
+            let expose = secrecy::ExposeSecret::expose_secret(value);
+            renewed |= source.invalidate(expose).await;
         }
-        if let (Some(again), Some(mut headers)) = (retry, base_headers) {
+        if let (true, Some(again), Some(mut headers)) = (renewed, retry, base_headers) {
             tracing::info!(route = %route.name, "upstream refused the token; retrying once with a new one");
             let fresh = inject::inject(
                 &route,
