@@ -131,7 +131,10 @@ proptest! {
             for name in ["x-zm-request-timestamp", "webhook-timestamp"] {
                 if let Ok(v) = http::HeaderValue::from_str(&ts) { h.insert(name, v); }
             }
-            if let Ok(v) = http::HeaderValue::from_str(&id) { h.insert("webhook-id", v); }
+            // Ids too, so every scheme reaches its MAC check.
+            for name in ["webhook-id", "x-github-delivery"] {
+                if let Ok(v) = http::HeaderValue::from_str(&id) { h.insert(name, v); }
+            }
             prop_assert!(webhook::verify(&settings, &h, &body, 1_700_000_000).is_err());
         }
     }

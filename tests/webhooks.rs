@@ -428,3 +428,63 @@ async fn oversized_and_non_object_bodies() {
     }
     assert_eq!(rec.count.load(Ordering::SeqCst), 0);
 }
+
+#[tokio::test]
+async fn github_deliveries_without_a_delivery_id_are_refused() {
+    use hmac::{Hmac, KeyInit, Mac};
+    let (up, rec) = recording_upstream().await;
+    let gw = TestGateway::start(&format!(
+        r#"
+[webhook.repo]
+type = "github"
+secret_tokens = ["{SECRET}"]
+
+[[route]]
+name = "repo"
+path = "/webhooks/github"
+methods = ["POST"]
+verify_webhook = "repo"
+upstream = "http://{up}"
+"#
+    ))
+    .await;
+    let body = r#"{"action":"opened","number":7}"#;
+    let mut m = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    m.update(body.as_bytes());
+    let sig = format!("sha256={}", hex::encode(m.finalize().into_bytes()));
+    let deliver = |delivery: Option<&'static str>| {
+        let mut h = vec![
+            ("content-type", "application/json"),
+            ("x-hub-signature-256", sig.as_str()),
+        ];
+        h.extend(delivery.map(|d| ("x-github-delivery", d)));
+        let (c, url) = (gw.h1(), gw.url("/webhooks/github"));
+        async move {
+            let (s, _, b) = send(&c, "POST", &url, &h, full(body)).await;
+            (
+                s,
+                serde_json::from_slice(&b).unwrap_or(serde_json::Value::Null),
+            )
+        }
+    };
+    // A validly signed body without its delivery id would skip dedup: each
+    // replay would reach the app.
+    for delivery in [None, Some("")] {
+        for _ in 0..2 {
+            let (s, v) = deliver(delivery).await;
+            assert_eq!(
+                (s, v["error"].as_str()),
+                (StatusCode::UNAUTHORIZED, Some("missing_signature")),
+                "delivery id {delivery:?}"
+            );
+        }
+    }
+    assert_eq!(rec.count.load(Ordering::SeqCst), 0, "nothing forwarded");
+    // With its id: delivered once, then a duplicate.
+    assert_eq!(deliver(Some("d-42")).await.0, StatusCode::OK);
+    assert_eq!(
+        deliver(Some("d-42")).await,
+        (StatusCode::OK, serde_json::json!({ "status": "duplicate" }))
+    );
+    assert_eq!(rec.count.load(Ordering::SeqCst), 1);
+}

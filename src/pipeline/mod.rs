@@ -460,23 +460,18 @@ async fn webhook_route(
         return Ok(crate::body::json_response(StatusCode::OK, answer));
     }
 
-    let delivery = match &verified.dedup_key {
-        Some(key) => {
-            let key = format!("{name}:{key}");
-            match state.replay.claim(&key, settings.dedup).await {
-                crate::replay::Claim::Duplicate => {
-                    tracing::info!(webhook = name, "duplicate webhook event not forwarded");
-                    count("duplicate");
-                    log.outcome = Some(("deny", "webhook_duplicate"));
-                    return Ok(crate::body::json_response(
-                        StatusCode::OK,
-                        r#"{"status":"duplicate"}"#,
-                    ));
-                }
-                crate::replay::Claim::Fresh(d) => Some(d),
-            }
+    let key = format!("{name}:{}", verified.dedup_key);
+    let delivery = match state.replay.claim(&key, settings.dedup).await {
+        crate::replay::Claim::Duplicate => {
+            tracing::info!(webhook = name, "duplicate webhook event not forwarded");
+            count("duplicate");
+            log.outcome = Some(("deny", "webhook_duplicate"));
+            return Ok(crate::body::json_response(
+                StatusCode::OK,
+                r#"{"status":"duplicate"}"#,
+            ));
         }
-        None => None,
+        crate::replay::Claim::Fresh(d) => d,
     };
 
     let Some(upstream) = route.upstream.as_ref() else {
@@ -506,9 +501,7 @@ async fn webhook_route(
     let resp = target.send(req, false, verified_header).await?;
     log.upstream = Some(upstream_started.elapsed());
     if resp.status().is_success() {
-        if let Some(d) = delivery {
-            d.delivered().await;
-        }
+        delivery.delivered().await;
     }
     Ok(resp)
 }

@@ -41,8 +41,9 @@ pub struct Verified {
     /// URL validation).
     pub secret: usize,
     /// What identifies this event for duplicate detection (docs/BEHAVIOUR.md
-    /// item 25), when the scheme has one.
-    pub dedup_key: Option<String>,
+    /// item 25). Every scheme has one: a delivery that lacks its scheme's
+    /// id is refused (`missing_signature`), never forwarded undeduplicated.
+    pub dedup_key: String,
 }
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -100,7 +101,7 @@ pub fn verify(
             let digest = Sha256::digest(body);
             Ok(Verified {
                 secret,
-                dedup_key: Some(hex::encode(digest)),
+                dedup_key: hex::encode(digest),
             })
         }
         WebhookKind::Standard => {
@@ -127,7 +128,7 @@ pub fn verify(
             check_time(ts, now, settings)?;
             Ok(Verified {
                 secret,
-                dedup_key: Some(id.to_owned()),
+                dedup_key: id.to_owned(),
             })
         }
         WebhookKind::Github => {
@@ -138,6 +139,12 @@ pub fn verify(
                 .and_then(|h| hex::decode(h).ok())
                 .filter(|w| w.len() == 32)
                 .ok_or(WebhookError::MissingSignature)?;
+            // The delivery id is the dedup key (docs/BEHAVIOUR.md item 25) and
+            // GitHub always sends one: without it a redelivered event would
+            // skip duplicate detection.
+            let delivery = header(headers, "x-github-delivery")
+                .filter(|d| !d.is_empty())
+                .ok_or(WebhookError::MissingSignature)?;
             let secret = settings
                 .secrets
                 .iter()
@@ -145,9 +152,7 @@ pub fn verify(
                 .ok_or(WebhookError::InvalidSignature)?;
             Ok(Verified {
                 secret,
-                dedup_key: header(headers, "x-github-delivery")
-                    .filter(|d| !d.is_empty())
-                    .map(str::to_owned),
+                dedup_key: delivery.to_owned(),
             })
         }
     }
@@ -220,10 +225,7 @@ mod tests {
         let now: i64 = ts.parse().unwrap();
         let ok = verify(&zoom(&["another", secret]), &h, body.as_bytes(), now).unwrap();
         assert_eq!(ok.secret, 1, "the second secret verified (rotation)");
-        assert_eq!(
-            ok.dedup_key.unwrap(),
-            hex::encode(Sha256::digest(body.as_bytes()))
-        );
+        assert_eq!(ok.dedup_key, hex::encode(Sha256::digest(body.as_bytes())));
         assert_eq!(
             verify(&zoom(&["wrong"]), &h, body.as_bytes(), now),
             Err(WebhookError::InvalidSignature)
@@ -363,7 +365,7 @@ mod tests {
             ("webhook-signature", &format!("v1,AAAA v1,{sig}")),
         ]);
         let ok = verify(&s, &h, body, 1_700_000_010).unwrap();
-        assert_eq!(ok.dedup_key.as_deref(), Some("msg_1"));
+        assert_eq!(ok.dedup_key, "msg_1");
         assert_eq!(
             verify(&s, &h, b"{}", 1_700_000_010),
             Err(WebhookError::InvalidSignature)
@@ -383,10 +385,18 @@ mod tests {
             ("x-hub-signature-256", &format!("sha256={hex_sig}")),
             ("x-github-delivery", "d-1"),
         ]);
-        assert_eq!(
-            verify(&g, &h, body, 0).unwrap().dedup_key.as_deref(),
-            Some("d-1")
-        );
+        assert_eq!(verify(&g, &h, body, 0).unwrap().dedup_key, "d-1");
         assert_eq!(verify(&g, &h, b"x", 0), Err(WebhookError::InvalidSignature));
+        for delivery in [None, Some(""), Some("  ")] {
+            let mut h = headers(&[("x-hub-signature-256", &format!("sha256={hex_sig}"))]);
+            if let Some(d) = delivery {
+                h.insert("x-github-delivery", d.parse().unwrap());
+            }
+            assert_eq!(
+                verify(&g, &h, body, 0),
+                Err(WebhookError::MissingSignature),
+                "delivery id {delivery:?}"
+            );
+        }
     }
 }
