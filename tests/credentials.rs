@@ -404,6 +404,64 @@ async fn an_upstream_answering_401_to_every_token_costs_one_refetch_per_cooldown
     assert_eq!(with_first, 1, "a dropped token is never sent again");
 }
 
+/// A gateway injecting the S2S token of the stand-in at `ts` on `/zoom/*`.
+async fn s2s_gateway(ts: std::net::SocketAddr, api: std::net::SocketAddr) -> TestGateway {
+    TestGateway::start(&format!(
+        "[credential.zoom_api]\ntype = \"zoom_s2s_oauth\"\naccount_id = \"TESTaccountID\"\nclient_id = \"TESTclientID\"\nclient_secret = \"{S2S_SECRET}\"\ntoken_url = \"http://{ts}/oauth/token\"\n\n[[route]]\nname = \"z\"\npath = \"/zoom/*\"\nupstream = \"http://{api}\"\nauthenticate = \"none\"\ninject = [{{ credential = \"zoom_api\", header = \"Authorization\" }}]\n"
+    ))
+    .await
+}
+
+/// Requests for `window` against a token endpoint answering `expires_in`:
+/// each is a prompt 503 `credential_unavailable`; returns the number of
+/// token requests made meanwhile.
+async fn token_requests_with_expires_in(expires_in: u64, window: Duration) -> usize {
+    let (ts, tokens) = token_server().await;
+    tokens.expires_in.store(expires_in, Ordering::SeqCst);
+    let (api_addr, _api) = api().await;
+    let gw = s2s_gateway(ts, api_addr).await;
+    wait_until("the first token request", Duration::from_secs(5), || {
+        tokens.requests.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+    let started = std::time::Instant::now();
+    while started.elapsed() < window {
+        let sent = std::time::Instant::now();
+        let (s, _, b) = get(&gw.h1(), &gw.url("/zoom/me"), &[]).await;
+        assert_eq!(
+            (s, json(&b)["error"].as_str()),
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some("credential_unavailable")
+            ),
+            "expires_in {expires_in}"
+        );
+        assert!(sent.elapsed() < Duration::from_secs(2), "answered promptly");
+        // Pacing only: a steady trickle of requests over the window.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokens.requests.load(Ordering::SeqCst)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn degenerate_expires_in_is_an_unusable_answer_that_backs_off() {
+    // 0 and 1 used to refresh in a loop (~25 token requests/s), u64::MAX to
+    // wrap the expiry. Now each is a failed fetch backing off from 1 s:
+    // attempts at about 0, 1 and 3 s.
+    let window = Duration::from_millis(2500);
+    let (zero, one, max) = tokio::join!(
+        token_requests_with_expires_in(0, window),
+        token_requests_with_expires_in(1, window),
+        token_requests_with_expires_in(u64::MAX, window),
+    );
+    for (expires_in, n) in [(0, zero), (1, one), (u64::MAX, max)] {
+        assert!(
+            (1..=4).contains(&n),
+            "expires_in {expires_in}: {n} token requests in {window:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn opentok_tokens_are_fresh_per_request() {
     let env = setup("", "").await;

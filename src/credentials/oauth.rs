@@ -3,8 +3,10 @@
 //!
 //! One [`TokenSource`] per credential:
 //! - a background task fetches at start and again at
-//!   `fetched_at + expires_in - refresh_before_secs`, so requests never wait
-//!   once warm;
+//!   `fetched_at + expires_in - refresh_before_secs` (never sooner than
+//!   [`MIN_REFRESH_SECS`](super::lifetime::MIN_REFRESH_SECS) after the
+//!   fetch; `expires_in` outside the bounds of [`parse_expires_in`] is an
+//!   unusable answer), so requests never wait once warm;
 //! - fetches are single-flight (one lock, re-checked after acquiring it): any
 //!   number of concurrent cold-start requests cause exactly one token request;
 //! - failures back off with jitter (5xx and network errors from 1 s, a
@@ -40,7 +42,7 @@ use http_body_util::{BodyExt, Limited};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
-use super::lifetime::{rejection_may_drop, REJECTION_COOLDOWN};
+use super::lifetime::{parse_expires_in, refresh_at, rejection_may_drop, REJECTION_COOLDOWN};
 use crate::body::ReqBody;
 use crate::config::{ClientAuth, CredentialKind, CredentialSettings};
 use crate::pipeline::forward::UpstreamClient;
@@ -52,8 +54,6 @@ const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// Retry interval after the token endpoint refused the client itself.
 const CONFIG_ERROR_RETRY: Duration = Duration::from_secs(300);
-/// Lifetime assumed when a token response has no `expires_in`.
-const DEFAULT_EXPIRES_IN: u64 = 300;
 
 /// A fetched access token.
 pub struct CachedToken {
@@ -224,19 +224,6 @@ fn now_secs() -> u64 {
 fn jitter(d: Duration) -> Duration {
     let r = (uuid::Uuid::new_v4().as_u128() % 400) as u32;
     d * (800 + r) / 1000
-}
-
-/// When to refresh a token fetched at `fetched_at` living `expires_in`
-/// seconds: `refresh_before` seconds ahead of expiry (no minimum lifetime:
-/// 63 s with a 60 s margin refreshes after 3 s); a token shorter than the
-/// margin is refreshed half-way.
-pub fn refresh_at(fetched_at: u64, expires_in: u64, refresh_before: u64) -> u64 {
-    let ahead = if expires_in > refresh_before {
-        expires_in - refresh_before
-    } else {
-        expires_in / 2
-    };
-    fetched_at + ahead
 }
 
 /// One fetched credential.
@@ -532,16 +519,16 @@ impl TokenSource {
                     url: url.clone(),
                     reason: "no usable access_token".to_owned(),
                 })?;
-            let expires_in = json
-                .get("expires_in")
-                .and_then(|e| {
-                    e.as_u64()
-                        .or_else(|| e.as_str().and_then(|s| s.parse().ok()))
-                })
-                .unwrap_or(DEFAULT_EXPIRES_IN);
+            // Bounded: a degenerate lifetime (0, 1, u64::MAX) used to make
+            // the refresh task fetch in a loop; now it backs off.
+            let expires_in =
+                parse_expires_in(json.get("expires_in")).map_err(|reason| FetchError::Invalid {
+                    url: url.clone(),
+                    reason,
+                })?;
             Ok(Arc::new(CachedToken {
                 value: SecretString::from(access.to_owned()),
-                expires_at: fetched_at + expires_in,
+                expires_at: fetched_at.saturating_add(expires_in),
                 refresh_at: refresh_at(fetched_at, expires_in, self.refresh_before()),
             }))
         }
@@ -600,9 +587,10 @@ impl TokenSource {
 
     /// Seconds until the current token expires (for the expiry gauge).
     pub fn expires_in(&self) -> Option<i64> {
-        self.store
-            .get(&self.key)
-            .map(|t| t.expires_at as i64 - now_secs() as i64)
+        self.store.get(&self.key).map(|t| {
+            let secs = |s: u64| i64::try_from(s).unwrap_or(i64::MAX);
+            secs(t.expires_at).saturating_sub(secs(now_secs()))
+        })
     }
 
     /// Keeps a fresh token in the store: fetch at start, then before each
