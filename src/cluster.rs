@@ -23,7 +23,6 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, FromRedisValue, IntoConnectionInfo, RedisConnectionInfo};
 use rustls_pki_types::ServerName;
 use secrecy::ExposeSecret;
-use sha2::{Digest, Sha256};
 use tokio::net::TcpStream;
 
 use crate::config::ClusterSettings;
@@ -113,18 +112,17 @@ pub fn endpoint(settings: &ClusterSettings) -> Result<Endpoint, String> {
 }
 
 /// A fingerprint of the settings, to notice a changed `[cluster]` on reload.
-fn fingerprint(s: &ClusterSettings) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(s.redis_url.expose_secret());
-    h.update([0]);
-    if let Some(p) = &s.redis_password {
-        h.update(p.expose_secret());
-    }
-    h.update([0]);
-    h.update(&s.key_prefix);
-    h.update(s.timeout.as_nanos().to_le_bytes());
-    h.update((s.roots.len() as u64).to_le_bytes());
-    h.finalize().into()
+/// The trust roots count by content: a changed `[outbound] ca_file`
+/// reconnects a `rediss://` link.
+fn fingerprint(s: &ClusterSettings) -> String {
+    let password = s.redis_password.as_ref().map(|p| p.expose_secret());
+    crate::registry::fingerprint(&[
+        s.redis_url.expose_secret().as_bytes(),
+        password.map_or(&b"\0none"[..], str::as_bytes),
+        s.key_prefix.as_bytes(),
+        &s.timeout.as_nanos().to_le_bytes(),
+        crate::tls::trust_fingerprint(&s.roots).as_bytes(),
+    ])
 }
 
 /// The byte stream a Redis connection runs over: TCP, or rustls over TCP.
@@ -152,7 +150,7 @@ impl Cluster {
     /// link. Call from within the runtime.
     pub fn sync(&self, settings: Option<&ClusterSettings>) {
         let wanted = settings.map(|s| (s, fingerprint(s)));
-        if self.link.load().as_ref().map(|l| l.fingerprint) == wanted.map(|(_, f)| f) {
+        if self.link.load().as_ref().map(|l| &l.fingerprint) == wanted.as_ref().map(|(_, f)| f) {
             return;
         }
         let new = match wanted {
@@ -193,7 +191,7 @@ impl Cluster {
 
 /// One Redis endpoint with its connection and reconnect task.
 pub struct Link {
-    fingerprint: [u8; 32],
+    fingerprint: String,
     endpoint: Endpoint,
     prefix: String,
     timeout: Duration,
@@ -212,7 +210,7 @@ impl Link {
     fn start(
         endpoint: Endpoint,
         s: &ClusterSettings,
-        fingerprint: [u8; 32],
+        fingerprint: String,
         metrics: Arc<Metrics>,
         replica: String,
     ) -> Arc<Link> {

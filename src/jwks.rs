@@ -417,11 +417,16 @@ impl JwksRegistry {
     /// starting refresh tasks for new or changed identities and stopping
     /// those no longer configured.
     pub fn sync(&self, snap: &Snapshot) -> HashMap<String, Arc<IssuerKeys>> {
-        // Any change of settings (issuer, URIs, intervals) starts afresh.
-        let wanted = snap
-            .identities
-            .iter()
-            .map(|(name, s)| (name.clone(), format!("{s:?}")));
+        // Any change of settings (issuer, URIs, intervals) or of the trust
+        // roots the fetcher's client holds starts afresh.
+        let wanted = snap.identities.iter().map(|(name, s)| {
+            let settings = format!("{s:?}");
+            let key = crate::registry::fingerprint(&[
+                settings.as_bytes(),
+                snap.outbound_trust.as_bytes(),
+            ]);
+            (name.clone(), key)
+        });
         self.entries.sync(
             wanted,
             |name| {

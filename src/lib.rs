@@ -88,6 +88,9 @@ impl State {
         }
         match load_runnable(&self.config_path, &self.env) {
             Ok(mut snap) => {
+                let old = self.snapshot.load_full();
+                // Upstream keep-alive connections survive the reload.
+                snap.adopt_connections(&old);
                 self.cluster.sync(snap.cluster.as_ref());
                 snap.identity_keys = self.jwks.sync(&snap);
                 snap.credential_sources = self.credentials.sync(&snap);
@@ -95,7 +98,6 @@ impl State {
                 // (entries are also tagged with the snapshot that verified
                 // them: a verification finishing after this is not served).
                 self.tokens.reset(snap.limits.token_cache_bytes);
-                let old = self.snapshot.load();
                 if old.server.listen != snap.server.listen
                     || old.server.admin_listen != snap.server.admin_listen
                     || old.server.plain_listen != snap.server.plain_listen

@@ -6,6 +6,19 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
+/// The one fingerprint function for registry keys: SHA-256 over the parts,
+/// each length-prefixed (so `["ab", "c"]` and `["a", "bc"]` differ), as hex.
+/// Secrets may be among the parts: only the digest is ever stored or shown.
+pub fn fingerprint(parts: &[&[u8]]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    hex::encode(h.finalize())
+}
+
 /// Entries keyed by a digest of their settings, each with a running task.
 pub struct TaskRegistry<T> {
     entries: Mutex<HashMap<String, (Arc<T>, tokio::task::AbortHandle)>>,

@@ -85,6 +85,28 @@ pub fn add_pem_roots(roots: &mut RootCertStore, path: &Path) -> Result<(), TlsEr
     Ok(())
 }
 
+/// What a set of trust roots is, as a fingerprint: two stores with the same
+/// anchors (subject, key, name constraints) have the same one. Part of the
+/// key of everything that holds a client built on them, so a changed
+/// `ca_file` reaches it.
+pub fn trust_fingerprint(roots: &RootCertStore) -> String {
+    let mut anchors: Vec<Vec<u8>> = roots
+        .roots
+        .iter()
+        .map(|a| {
+            let parts: [&[u8]; 3] = [
+                a.subject.as_ref(),
+                a.subject_public_key_info.as_ref(),
+                a.name_constraints.as_ref().map_or(&[], |n| n.as_ref()),
+            ];
+            crate::registry::fingerprint(&parts).into_bytes()
+        })
+        .collect();
+    anchors.sort();
+    let parts: Vec<&[u8]> = anchors.iter().map(Vec::as_slice).collect();
+    crate::registry::fingerprint(&parts)
+}
+
 /// A client configuration trusting `roots`, offering h2 and http/1.1.
 pub fn client_config(roots: RootCertStore) -> ClientConfig {
     ClientConfig::builder_with_provider(provider())
@@ -165,6 +187,26 @@ fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trust_fingerprint_follows_the_anchors_not_their_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = generate_dev_certs(&["localhost"]).unwrap();
+        let b = generate_dev_certs(&["localhost"]).unwrap();
+        let (ca_a, _, _) = a.write_to(&dir.path().join("a")).unwrap();
+        let (ca_b, _, _) = b.write_to(&dir.path().join("b")).unwrap();
+        let with = |paths: &[&Path]| {
+            let mut roots = RootCertStore::empty();
+            for p in paths {
+                add_pem_roots(&mut roots, p).unwrap();
+            }
+            trust_fingerprint(&roots)
+        };
+        assert_eq!(with(&[&ca_a, &ca_b]), with(&[&ca_b, &ca_a]));
+        assert_ne!(with(&[&ca_a]), with(&[&ca_b]), "same count, other CA");
+        assert_ne!(with(&[&ca_a]), with(&[&ca_a, &ca_b]));
+        assert_eq!(with(&[&ca_a]), with(&[&ca_a]));
+    }
 
     #[test]
     fn dev_certs_make_a_working_server_config() {

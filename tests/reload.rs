@@ -141,3 +141,136 @@ async fn in_flight_requests_finish_on_their_snapshot() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_keep_alive_connection_survives_a_reload() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // An upstream counting the connections it accepts.
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = l.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = l.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(http::Response::new(full("ok")))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    let gw = TestGateway::start(&routes(up, "")).await;
+    let c = gw.h1();
+    assert_eq!(get(&c, &gw.url("/a/x"), &[]).await.0, StatusCode::OK);
+    let before = gw.generation();
+    let other = echo_upstream().await;
+    gw.rewrite(&routes(up, &route_b(other)), false);
+    wait_until("reload", Duration::from_secs(5), || {
+        gw.generation() > before
+    })
+    .await;
+    assert_eq!(get(&c, &gw.url("/a/x"), &[]).await.0, StatusCode::OK);
+    assert_eq!(get(&c, &gw.url("/b/x"), &[]).await.0, StatusCode::OK);
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "the reload dropped the upstream keep-alive connection"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_outbound_ca_file_reaches_running_jwks_fetchers_and_token_sources() {
+    use common::issuer::{Issuer, SigningKey};
+    use common::token_server::{token_server, S2S_SECRET};
+    let key = SigningKey::ec("ec-1");
+    let issuer = Issuer::start(vec![key.clone()]).await;
+    let issuer_addr: std::net::SocketAddr =
+        issuer.url.trim_start_matches("http://").parse().unwrap();
+    let (ts_addr, _ts) = token_server().await;
+    // The issuer and the token endpoint behind TLS from a CA the gateway
+    // does not trust at first.
+    let platform = Certs::new();
+    let unrelated = Certs::new();
+    let jwks = tls_front(issuer_addr, &platform).await;
+    let tokens = tls_front(ts_addr, &platform).await;
+    let up = echo_upstream().await;
+    let config = |ca: &std::path::Path| {
+        format!(
+            r#"
+[outbound]
+ca_file = "{ca}"
+
+[identity.corp]
+issuer = "{iss}"
+jwks_uri = "https://localhost:{jp}/jwks"
+audiences = ["api://meetings"]
+algorithms = ["ES256"]
+
+[credential.zoom_api]
+type = "zoom_s2s_oauth"
+account_id = "TESTaccountID"
+client_id = "TESTclientID"
+client_secret = "{S2S_SECRET}"
+token_url = "https://localhost:{tp}/oauth/token"
+
+[[route]]
+name = "api"
+path = "/api/*"
+upstream = "http://{up}"
+authenticate = "corp"
+
+[[route]]
+name = "zoom"
+path = "/zoom/*"
+upstream = "http://{up}"
+authenticate = "none"
+inject = [{{ credential = "zoom_api", header = "Authorization" }}]
+"#,
+            ca = ca.display(),
+            iss = issuer.url,
+            jp = jwks.port(),
+            tp = tokens.port(),
+        )
+    };
+    let gw = TestGateway::start(&config(&unrelated.ca)).await;
+    let c = gw.h1();
+    let token = key.sign(&issuer.claims("alice", serde_json::json!({})));
+    let auth = format!("Bearer {token}");
+    let statuses = || async {
+        let api = get(&c, &gw.url("/api/x"), &[("authorization", &auth)])
+            .await
+            .0;
+        let zoom = get(&c, &gw.url("/zoom/x"), &[]).await.0;
+        (api, zoom)
+    };
+    assert_eq!(
+        statuses().await,
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            StatusCode::SERVICE_UNAVAILABLE
+        )
+    );
+
+    let before = gw.generation();
+    gw.rewrite(&config(&platform.ca), true);
+    wait_until("reload", Duration::from_secs(5), || {
+        gw.generation() > before
+    })
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = statuses().await;
+        if now == (StatusCode::OK, StatusCode::OK) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {now:?} after the new ca_file applied"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -341,6 +341,7 @@ impl Builder<'_, '_> {
             },
         };
         let mut clients = ClientCache {
+            trust: tls::trust_fingerprint(&roots),
             roots,
             default: None,
             by_ca: HashMap::new(),
@@ -392,7 +393,8 @@ impl Builder<'_, '_> {
             webhooks,
             routes,
             warnings: Vec::new(),
-            outbound: clients.default(),
+            outbound: clients.default().0,
+            outbound_trust: clients.trust.clone(),
             identity_keys: Default::default(),
             credential_sources: Default::default(),
         })
@@ -1405,7 +1407,7 @@ impl Builder<'_, '_> {
             return None;
         }
         let parts = uri.into_parts();
-        let client = match ca {
+        let (client, trust) = match ca {
             None => clients.default(),
             Some(ca) => {
                 let path = relative_to(self.file, ca);
@@ -1429,6 +1431,7 @@ impl Builder<'_, '_> {
                 .map(|pq| pq.path().trim_end_matches('/').to_owned())
                 .unwrap_or_default(),
             client,
+            trust,
         })
     }
 }
@@ -1467,16 +1470,21 @@ struct Declared {
 /// one per extra `upstream_ca` file.
 struct ClientCache {
     roots: rustls::RootCertStore,
+    /// [`tls::trust_fingerprint`] of `roots`.
+    trust: String,
     default: Option<UpstreamClient>,
-    by_ca: HashMap<PathBuf, UpstreamClient>,
+    by_ca: HashMap<PathBuf, (UpstreamClient, String)>,
     plain: HashMap<http::uri::Authority, Arc<H1Pool>>,
 }
 
 impl ClientCache {
-    fn default(&mut self) -> UpstreamClient {
-        self.default
+    /// The client on the common roots, and their fingerprint.
+    fn default(&mut self) -> (UpstreamClient, String) {
+        let client = self
+            .default
             .get_or_insert_with(|| forward::new_client(self.roots.clone()))
-            .clone()
+            .clone();
+        (client, self.trust.clone())
     }
 
     fn plain(&mut self, authority: &http::uri::Authority) -> Arc<H1Pool> {
@@ -1486,13 +1494,15 @@ impl ClientCache {
             .clone()
     }
 
-    fn with_ca(&mut self, path: &Path) -> Result<UpstreamClient, tls::TlsError> {
+    /// The client on the common roots plus `path`, and their fingerprint.
+    fn with_ca(&mut self, path: &Path) -> Result<(UpstreamClient, String), tls::TlsError> {
         if let Some(c) = self.by_ca.get(path) {
             return Ok(c.clone());
         }
         let mut roots = self.roots.clone();
         tls::add_pem_roots(&mut roots, path)?;
-        let c = forward::new_client(roots);
+        let trust = tls::trust_fingerprint(&roots);
+        let c = (forward::new_client(roots), trust);
         self.by_ca.insert(path.to_owned(), c.clone());
         Ok(c)
     }

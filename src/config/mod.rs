@@ -74,6 +74,10 @@ pub struct Snapshot {
     /// Client for the gateway's own outbound requests (issuers, JWKS,
     /// token endpoints): webpki roots plus `[outbound] ca_file`.
     pub outbound: UpstreamClient,
+    /// Fingerprint of the outbound trust roots (webpki plus `[outbound]
+    /// ca_file`): part of the registry key of every JWKS fetcher and token
+    /// source, so a changed `ca_file` reaches them.
+    pub outbound_trust: String,
     /// Signing keys per identity name; attached when the snapshot is put in
     /// service (they live outside it and survive reloads).
     pub identity_keys: std::collections::HashMap<String, Arc<crate::jwks::IssuerKeys>>,
@@ -305,6 +309,10 @@ pub struct Upstream {
     /// For `http://` upstreams: the HTTP/1.1 connection pool (shared
     /// between routes to the same authority).
     pub plain: Option<std::sync::Arc<crate::pipeline::pool::H1Pool>>,
+    /// Fingerprint of the roots `client` trusts: a reload keeps the
+    /// connections of an upstream whose scheme, authority and trust are
+    /// unchanged ([`Snapshot::adopt_connections`]).
+    pub trust: String,
 }
 
 impl fmt::Debug for Upstream {
@@ -354,6 +362,38 @@ pub struct Respond {
 }
 
 impl Snapshot {
+    /// Takes over the upstream clients and pools of `old` for every upstream
+    /// whose scheme, authority and trust roots are unchanged, so a reload
+    /// keeps the upstream keep-alive connections. Call on a snapshot fresh
+    /// from `build`, before it is shared.
+    pub fn adopt_connections(&mut self, old: &Snapshot) {
+        fn key(u: &Upstream) -> (&str, &str, &str) {
+            (u.scheme.as_str(), u.authority.as_str(), u.trust.as_str())
+        }
+        let held: std::collections::HashMap<_, &Upstream> = old
+            .routes
+            .iter()
+            .filter_map(|r| r.upstream.as_ref())
+            .map(|u| (key(u), u))
+            .collect();
+        for route in &mut self.routes {
+            let Some(route) = Arc::get_mut(route) else {
+                continue;
+            };
+            let Some(up) = route.upstream.as_mut() else {
+                continue;
+            };
+            let found = held.get(&key(up)).copied();
+            if let Some(old) = found {
+                up.client = old.client.clone();
+                up.plain = old.plain.clone();
+            }
+        }
+        if self.outbound_trust == old.outbound_trust {
+            self.outbound = old.outbound.clone();
+        }
+    }
+
     /// Resolves a path written in the file relative to the file's directory.
     pub fn relative(&self, p: &str) -> PathBuf {
         relative_to(&self.source, p)

@@ -40,7 +40,6 @@ use http::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT}
 use http::{Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Limited};
 use secrecy::{ExposeSecret, SecretString};
-use sha2::{Digest, Sha256};
 
 use super::lifetime::{parse_expires_in, refresh_at, rejection_may_drop, REJECTION_COOLDOWN};
 use crate::body::ReqBody;
@@ -654,16 +653,17 @@ fn parse_shared(s: &str) -> Option<CachedToken> {
 /// A stable key for a credential's settings: a hash, so the secret itself is
 /// never a key.
 fn settings_key(kind: &CredentialKind) -> String {
-    let mut h = Sha256::new();
-    if let Some(r) = token_request(kind) {
-        h.update(r.uri.to_string());
-        for (k, v) in r.headers {
-            h.update(k.as_str());
-            h.update(v.as_bytes());
-        }
-        h.update(r.body);
+    let Some(r) = token_request(kind) else {
+        return crate::registry::fingerprint(&[]);
+    };
+    let uri = r.uri.to_string();
+    let mut parts: Vec<&[u8]> = vec![uri.as_bytes()];
+    for (k, v) in &r.headers {
+        parts.push(k.as_str().as_bytes());
+        parts.push(v.as_bytes());
     }
-    hex::encode(&h.finalize()[..16])
+    parts.push(r.body.as_bytes());
+    crate::registry::fingerprint(&parts)
 }
 
 /// Every fetched credential's token source, kept across reloads.
@@ -696,7 +696,17 @@ impl CredentialRegistry {
             .credentials
             .iter()
             .filter(|(_, c)| token_request(&c.kind).is_some())
-            .map(|(name, c)| (name.clone(), format!("{name}:{}", settings_key(&c.kind))));
+            .map(|(name, c)| {
+                // The trust roots the source's client holds are part of its
+                // key: a changed `[outbound] ca_file` starts a new source.
+                let settings = settings_key(&c.kind);
+                let key = crate::registry::fingerprint(&[
+                    name.as_bytes(),
+                    settings.as_bytes(),
+                    snap.outbound_trust.as_bytes(),
+                ]);
+                (name.clone(), key)
+            });
         self.entries.sync(
             wanted,
             |name| {

@@ -325,6 +325,37 @@ where
     addr
 }
 
+/// A TLS front for a plaintext stand-in at `target`: terminates TLS with
+/// `certs` (a `localhost` leaf of its own CA) and copies bytes both ways, so
+/// the stand-in is reached as `https://localhost:PORT` by clients trusting
+/// `certs.ca` only.
+pub async fn tls_front(target: SocketAddr, certs: &Certs) -> SocketAddr {
+    let mut cfg = meetgate::tls::server_config(&certs.cert, &certs.key).unwrap();
+    // The stand-ins behind speak HTTP/1.1 only.
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = l.accept().await else {
+                continue;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut plain) = tokio::net::TcpStream::connect(target).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+    addr
+}
+
 /// The byte at offset `i` of the deterministic test stream.
 pub fn pattern_byte(i: u64) -> u8 {
     (i.wrapping_mul(31).wrapping_add(i >> 13) % 251) as u8
