@@ -5,6 +5,8 @@
 pub mod lifetime;
 pub mod mint;
 pub mod oauth;
+pub mod token_request;
+pub mod token_store;
 
 use crate::error::GatewayError;
 use crate::pipeline::authn::Principal;

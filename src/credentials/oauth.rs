@@ -33,17 +33,19 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
 use bytes::Bytes;
-use http::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
-use http::{Method, Request, StatusCode, Uri};
+use http::header::{HeaderValue, ACCEPT, USER_AGENT};
+use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::lifetime::{parse_expires_in, refresh_at, rejection_may_drop, REJECTION_COOLDOWN};
 use crate::body::ReqBody;
-use crate::config::{ClientAuth, CredentialKind, CredentialSettings};
+use crate::config::{CredentialKind, CredentialSettings};
+use crate::credentials::token_request::settings_key;
+pub use crate::credentials::token_request::{token_request, TokenRequest};
+use crate::credentials::token_store::{parse_shared, shared_json};
+pub use crate::credentials::token_store::{CachedToken, MemoryTokenStore};
 use crate::pipeline::forward::UpstreamClient;
 
 /// Bound on one token request.
@@ -53,57 +55,6 @@ const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// Retry interval after the token endpoint refused the client itself.
 const CONFIG_ERROR_RETRY: Duration = Duration::from_secs(300);
-
-/// A fetched access token.
-pub struct CachedToken {
-    pub value: SecretString,
-    /// Unix seconds after which the token must not be used.
-    pub expires_at: u64,
-    /// Unix seconds at which the background task replaces it.
-    pub refresh_at: u64,
-}
-
-impl std::fmt::Debug for CachedToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CachedToken")
-            .field("expires_at", &self.expires_at)
-            .field("refresh_at", &self.refresh_at)
-            .finish_non_exhaustive()
-    }
-}
-
-/// The in-process token store (one per gateway, outliving reloads).
-#[derive(Default)]
-pub struct MemoryTokenStore {
-    tokens: Mutex<HashMap<String, Arc<CachedToken>>>,
-}
-
-impl MemoryTokenStore {
-    fn get(&self, key: &str) -> Option<Arc<CachedToken>> {
-        self.tokens
-            .lock()
-            .expect("token store lock")
-            .get(key)
-            .cloned()
-    }
-
-    fn put(&self, key: &str, token: Arc<CachedToken>) {
-        self.tokens
-            .lock()
-            .expect("token store lock")
-            .insert(key.to_owned(), token);
-    }
-
-    /// Removes the token under `key` if it is still `value`.
-    fn remove_if(&self, key: &str, value: &str) {
-        let mut tokens = self.tokens.lock().expect("token store lock");
-        if tokens.get(key).is_some_and(|t| {
-            crate::secret::constant_time_eq(t.value.expose_secret().as_bytes(), value.as_bytes())
-        }) {
-            tokens.remove(key);
-        }
-    }
-}
 
 /// Why no token could be had.
 #[derive(Debug, thiserror::Error)]
@@ -131,85 +82,6 @@ pub enum FetchError {
 impl FetchError {
     fn is_config_error(&self) -> bool {
         matches!(self, FetchError::Refused { .. })
-    }
-}
-
-/// A token request: POST to `uri` with `headers` and a form `body`.
-pub struct TokenRequest {
-    pub uri: Uri,
-    pub headers: Vec<(http::HeaderName, HeaderValue)>,
-    pub body: String,
-}
-
-/// The token request for a fetched credential (spec section 4: POST,
-/// `Authorization: Basic`, parameters in the body); `None` for minted kinds.
-pub fn token_request(kind: &CredentialKind) -> Option<TokenRequest> {
-    let basic = |id: &str, secret: &SecretString| {
-        let v = format!(
-            "Basic {}",
-            STANDARD.encode(format!("{id}:{}", secret.expose_secret()))
-        );
-        let mut v = HeaderValue::from_str(&v).ok()?;
-        v.set_sensitive(true);
-        Some(v)
-    };
-    let form = HeaderValue::from_static("application/x-www-form-urlencoded");
-    match kind {
-        CredentialKind::ZoomS2sOAuth {
-            account_id,
-            client_id,
-            client_secret,
-            token_url,
-            ..
-        } => {
-            let body = form_urlencoded::Serializer::new(String::new())
-                .append_pair("grant_type", "account_credentials")
-                .append_pair("account_id", account_id)
-                .finish();
-            let headers = vec![
-                (AUTHORIZATION, basic(client_id, client_secret)?),
-                (CONTENT_TYPE, form),
-            ];
-            Some(TokenRequest {
-                uri: token_url.clone(),
-                headers,
-                body,
-            })
-        }
-        CredentialKind::OAuthClientCredentials {
-            token_url,
-            client_id,
-            client_secret,
-            scope,
-            audience,
-            client_auth,
-            ..
-        } => {
-            let mut ser = form_urlencoded::Serializer::new(String::new());
-            ser.append_pair("grant_type", "client_credentials");
-            if let Some(s) = scope {
-                ser.append_pair("scope", s);
-            }
-            if let Some(a) = audience {
-                ser.append_pair("audience", a);
-            }
-            let mut headers = vec![(CONTENT_TYPE, form)];
-            match client_auth {
-                ClientAuth::Basic => {
-                    headers.push((AUTHORIZATION, basic(client_id, client_secret)?))
-                }
-                ClientAuth::Post => {
-                    ser.append_pair("client_id", client_id);
-                    ser.append_pair("client_secret", client_secret.expose_secret());
-                }
-            }
-            Some(TokenRequest {
-                uri: token_url.clone(),
-                headers,
-                body: ser.finish(),
-            })
-        }
-        _ => None,
     }
 }
 
@@ -622,50 +494,6 @@ const SHARED_LOCK_TTL: Duration = Duration::from_secs(2 * FETCH_TIMEOUT.as_secs(
 /// How often a replica waiting for another one's fetch looks again.
 const SHARED_POLL: Duration = Duration::from_millis(50);
 
-/// A token as the cluster store keeps it.
-fn shared_json(t: &CachedToken) -> String {
-    serde_json::json!({
-        "access_token": t.value.expose_secret(),
-        "expires_at": t.expires_at,
-        "refresh_at": t.refresh_at,
-    })
-    .to_string()
-}
-
-/// Reads [`shared_json`]; anything else is ignored (and fetched over).
-fn parse_shared(s: &str) -> Option<CachedToken> {
-    #[derive(serde::Deserialize)]
-    struct Shared {
-        access_token: SecretString,
-        expires_at: u64,
-        refresh_at: u64,
-    }
-    let t: Shared = serde_json::from_str(s).ok()?;
-    let usable = !t.access_token.expose_secret().is_empty()
-        && HeaderValue::from_str(&format!("Bearer {}", t.access_token.expose_secret())).is_ok();
-    usable.then_some(CachedToken {
-        value: t.access_token,
-        expires_at: t.expires_at,
-        refresh_at: t.refresh_at,
-    })
-}
-
-/// A stable key for a credential's settings: a hash, so the secret itself is
-/// never a key.
-fn settings_key(kind: &CredentialKind) -> String {
-    let Some(r) = token_request(kind) else {
-        return crate::registry::fingerprint(&[]);
-    };
-    let uri = r.uri.to_string();
-    let mut parts: Vec<&[u8]> = vec![uri.as_bytes()];
-    for (k, v) in &r.headers {
-        parts.push(k.as_str().as_bytes());
-        parts.push(v.as_bytes());
-    }
-    parts.push(r.body.as_bytes());
-    crate::registry::fingerprint(&parts)
-}
-
 /// Every fetched credential's token source, kept across reloads.
 pub struct CredentialRegistry {
     store: Arc<MemoryTokenStore>,
@@ -724,164 +552,5 @@ impl CredentialRegistry {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::Value;
-
-    use crate::test_vectors::vector;
-
-    #[test]
-    fn s2s_token_request_vector() {
-        let v = vector("zoom_s2s_oauth_token_request");
-        let i = &v["inputs"];
-        let kind = CredentialKind::ZoomS2sOAuth {
-            account_id: i["account_id"].as_str().unwrap().into(),
-            client_id: i["client_id"].as_str().unwrap().into(),
-            client_secret: i["client_secret"].as_str().unwrap().to_owned().into(),
-            token_url: "https://zoom.us/oauth/token".parse().unwrap(),
-            refresh_before: Duration::from_secs(60),
-        };
-        let TokenRequest { uri, headers, body } = token_request(&kind).unwrap();
-        let e = &v["expected"];
-        assert_eq!(uri.path(), e["url_path"]);
-        assert_eq!(body, e["body"]);
-        let get = |n: http::HeaderName| {
-            headers
-                .iter()
-                .find(|(k, _)| *k == n)
-                .unwrap()
-                .1
-                .to_str()
-                .unwrap()
-                .to_owned()
-        };
-        assert_eq!(get(AUTHORIZATION), e["authorization_header"]);
-        assert_eq!(get(CONTENT_TYPE), e["content_type"]);
-        assert!(headers
-            .iter()
-            .find(|(k, _)| *k == AUTHORIZATION)
-            .unwrap()
-            .1
-            .is_sensitive());
-    }
-
-    #[test]
-    fn cache_window_vector_and_no_minimum_lifetime() {
-        let v = vector("zoom_s2s_oauth_cache_window");
-        let fetched = v["inputs"]["fetched_at_unix"].as_u64().unwrap();
-        let resp: Value =
-            serde_json::from_str(v["inputs"]["response_json"].as_str().unwrap()).unwrap();
-        let expires_in = resp["expires_in"].as_u64().unwrap();
-        let margin = v["inputs"]["refresh_margin_seconds"].as_u64().unwrap();
-        assert_eq!(
-            fetched + expires_in,
-            v["expected"]["expires_at_unix"].as_u64().unwrap()
-        );
-        assert_eq!(
-            refresh_at(fetched, expires_in, margin),
-            v["expected"]["refresh_after_unix"].as_u64().unwrap()
-        );
-        assert_eq!(refresh_at(1000, 63, 60), 1003, "docs/BEHAVIOUR.md item 29");
-        assert_eq!(
-            refresh_at(1000, 30, 60),
-            1015,
-            "shorter than the margin: half-way"
-        );
-    }
-
-    #[test]
-    fn client_credentials_post_puts_the_client_in_the_body() {
-        let kind = CredentialKind::OAuthClientCredentials {
-            token_url: "https://idp.example/token".parse().unwrap(),
-            client_id: "cid".into(),
-            client_secret: "s3cr3t&=".to_owned().into(),
-            scope: Some("a b".into()),
-            audience: Some("https://api.example".into()),
-            client_auth: ClientAuth::Post,
-            refresh_before: Duration::from_secs(60),
-        };
-        let TokenRequest { headers, body, .. } = token_request(&kind).unwrap();
-        assert!(headers.iter().all(|(k, _)| *k != AUTHORIZATION));
-        assert_eq!(
-            body,
-            "grant_type=client_credentials&scope=a+b&audience=https%3A%2F%2Fapi.example&client_id=cid&client_secret=s3cr3t%26%3D"
-        );
-    }
-
-    /// A Zoom S2S token source with no cluster link (never fetches here).
-    fn source() -> TokenSource {
-        let metrics = Arc::new(crate::metrics::Metrics::default());
-        let settings = Arc::new(CredentialSettings {
-            name: "zoom_api".into(),
-            kind: CredentialKind::ZoomS2sOAuth {
-                account_id: "acc".into(),
-                client_id: "cid".into(),
-                client_secret: "secret".to_owned().into(),
-                token_url: "https://zoom.us/oauth/token".parse().unwrap(),
-                refresh_before: Duration::from_secs(60),
-            },
-        });
-        TokenSource::new(
-            settings,
-            crate::pipeline::forward::new_client(rustls::RootCertStore::empty()),
-            Arc::default(),
-            Arc::new(crate::cluster::Cluster::new(metrics.clone())),
-            metrics,
-        )
-    }
-
-    fn cache(src: &TokenSource, value: &str) {
-        let t = CachedToken {
-            value: SecretString::from(value.to_owned()),
-            expires_at: now_secs() + 3600,
-            refresh_at: now_secs() + 3540,
-        };
-        src.store.put(&src.key, Arc::new(t));
-    }
-
-    fn cached(src: &TokenSource) -> Option<String> {
-        src.current().map(|t| t.value.expose_secret().to_owned())
-    }
-
-    #[tokio::test]
-    async fn a_401_drops_the_token_at_most_once_per_cooldown() {
-        let src = source();
-        let t0 = Instant::now();
-        let at = |secs: u64| t0 + Duration::from_secs(secs);
-        cache(&src, "tok-1");
-        assert!(src.invalidate_at("tok-1", t0).await, "the first 401 drops");
-        assert_eq!(cached(&src), None);
-        cache(&src, "tok-2");
-        assert!(
-            src.invalidate_at("tok-1", at(1)).await,
-            "already replaced: a retry uses the new token"
-        );
-        assert_eq!(cached(&src).as_deref(), Some("tok-2"));
-        assert!(
-            !src.invalidate_at("tok-2", at(9)).await,
-            "inside the cooldown the token is kept"
-        );
-        assert_eq!(cached(&src).as_deref(), Some("tok-2"));
-        assert!(
-            src.invalidate_at("tok-2", t0 + REJECTION_COOLDOWN).await,
-            "after the cooldown a 401 drops again"
-        );
-        assert_eq!(cached(&src), None);
-        cache(&src, "tok-3");
-        assert!(
-            !src.invalidate_at("tok-3", t0 + REJECTION_COOLDOWN + Duration::from_secs(5))
-                .await,
-            "the cooldown restarts with each drop"
-        );
-    }
-
-    #[test]
-    fn cached_token_debug_hides_the_value() {
-        let t = CachedToken {
-            value: SecretString::from("tok-secret-value".to_owned()),
-            expires_at: 1,
-            refresh_at: 1,
-        };
-        assert!(!format!("{t:?}").contains("tok-secret-value"));
-    }
-}
+#[path = "oauth_tests.rs"]
+mod tests;

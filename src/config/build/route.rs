@@ -1,0 +1,540 @@
+//! `[[route]]`: one route validated and compiled, with its references to
+//! the named sections checked.
+
+use super::*;
+
+impl Builder<'_, '_> {
+    pub(super) fn route(
+        &mut self,
+        r: &RawRoute,
+        p: &KeyPath,
+        refs: &Refs<'_>,
+        clients: &mut ClientCache,
+    ) -> Option<Route> {
+        let name = self.required(&r.name, &p.key("name")).cloned();
+        if name.as_deref() == Some("") {
+            self.err(&p.key("name"), "must not be empty");
+        }
+        let pattern =
+            self.required(&r.path, &p.key("path"))
+                .and_then(|v| match PathPattern::parse(v) {
+                    Ok(pat) => Some(pat),
+                    Err(e) => {
+                        self.err(&p.key("path"), e);
+                        None
+                    }
+                });
+        let host = r.host.as_ref().and_then(|h| {
+            let h = self.string(h, &p.key("host"))?;
+            let h = h.trim().to_ascii_lowercase();
+            if h.is_empty() || h.contains('/') || h.contains(' ') {
+                self.err(&p.key("host"), format!("`{h}` is not a host name"));
+                return None;
+            }
+            Some(crate::net::strip_port(&h).to_owned())
+        });
+        let methods = r.methods.as_ref().map(|ms| {
+            if ms.is_empty() {
+                self.err(
+                    &p.key("methods"),
+                    "must list at least one method (leave it out for all methods)",
+                );
+            }
+            ms.iter()
+                .filter_map(
+                    |m| match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
+                        Ok(m) if crate::pipeline::route::never_forwarded(&m) => {
+                            self.err(
+                                &p.key("methods"),
+                                format!("`{m}` is never forwarded (TRACE would reflect injected credentials, CONNECT would open a tunnel)"),
+                            );
+                            None
+                        }
+                        Ok(m) => Some(m),
+                        Err(_) => {
+                            self.err(&p.key("methods"), format!("`{m}` is not an HTTP method"));
+                            None
+                        }
+                    },
+                )
+                .collect::<Vec<_>>()
+        });
+
+        // Authentication: exactly one of `authenticate` and `verify_webhook`.
+        let authenticate = match (&r.authenticate, &r.verify_webhook) {
+            (None, None) => {
+                self.err(
+                    &p.key("authenticate"),
+                    "a route needs `authenticate` (an identity, a list of identities, { zoom_app = ... } or \"none\") or `verify_webhook`",
+                );
+                None
+            }
+            (Some(_), Some(_)) => {
+                self.err(
+                    &p.key("verify_webhook"),
+                    "a `verify_webhook` route takes no `authenticate`",
+                );
+                None
+            }
+            (None, Some(_)) => Some(Authenticate::None),
+            (Some(a), None) => self.authenticate(a, &p.key("authenticate"), refs),
+        };
+        let verify_webhook = r.verify_webhook.as_ref().and_then(|w| {
+            if refs.webhooks.contains_key(w) {
+                Some(w.clone())
+            } else {
+                if !refs.declared.webhooks.contains(w) {
+                    self.err(
+                        &p.key("verify_webhook"),
+                        undefined("webhook", w, refs.declared.webhooks.iter()),
+                    );
+                }
+                None
+            }
+        });
+        let captures = pattern
+            .as_ref()
+            .map(PathPattern::capture_names)
+            .unwrap_or_default();
+        let has_identity = matches!(authenticate, Some(Authenticate::Identities(_)));
+
+        let authorize = r.authorize.as_ref().map(|a| {
+            let ap = p.key("authorize");
+            if !has_identity && authenticate.is_some() {
+                self.err(
+                    &ap,
+                    "`authorize` needs `authenticate` with a bearer-token identity",
+                );
+            }
+            if let Some(t) = &a.tenant_param {
+                if !captures.contains(&t.as_str()) {
+                    self.err(
+                        &ap.key("tenant_param"),
+                        format!("\"{t}\" is not a `{{{t}}}` capture in `path`"),
+                    );
+                }
+                if let Some(Authenticate::Identities(ids)) = &authenticate {
+                    for id in ids {
+                        if refs
+                            .identities
+                            .get(id)
+                            .is_some_and(|i| i.tenant_claim.is_none())
+                        {
+                            self.err(
+                                &ap.key("tenant_param"),
+                                format!("identity \"{id}\" has no `tenant_claim` to compare with"),
+                            );
+                        }
+                    }
+                }
+            }
+            Authorize {
+                roles_any: a.roles_any.clone().unwrap_or_default(),
+                roles_all: a.roles_all.clone().unwrap_or_default(),
+                scopes_all: a.scopes_all.clone().unwrap_or_default(),
+                tenant_param: a.tenant_param.clone(),
+                claims_equal: a
+                    .claims_equal
+                    .clone()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect(),
+            }
+        });
+
+        let claims_to_headers = r
+            .claims_to_headers
+            .as_ref()
+            .map(|m| {
+                let cp = p.key("claims_to_headers");
+                if !has_identity {
+                    self.err(
+                        &cp,
+                        "`claims_to_headers` needs `authenticate` with a bearer-token identity",
+                    );
+                }
+                m.iter()
+                    .filter_map(|(h, claim)| match HeaderName::from_bytes(h.as_bytes()) {
+                        Ok(name) => Some((name, claim.clone())),
+                        Err(_) => {
+                            self.err(&cp.key(h), format!("`{h}` is not a valid header name"));
+                            None
+                        }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+
+        let inject = r
+            .inject
+            .as_ref()
+            .map(|list| {
+                list.iter()
+                    .enumerate()
+                    .filter_map(|(i, inj)| {
+                        self.inject(
+                            inj,
+                            &p.key("inject").index(i),
+                            refs,
+                            &captures,
+                            has_identity,
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+
+        let respond = r
+            .respond
+            .as_ref()
+            .and_then(|resp| self.respond(resp, &p.key("respond"), refs, &captures, has_identity));
+
+        self.dead_combinations(r, p);
+
+        let upstream = match (&r.upstream, r.respond.is_some()) {
+            (Some(_), true) => {
+                self.err(
+                    &p.key("upstream"),
+                    "a `respond` route is answered by the gateway and takes no `upstream`",
+                );
+                None
+            }
+            (None, false) => {
+                self.err(
+                    &p.key("upstream"),
+                    "is required (or `respond` for a route the gateway answers)",
+                );
+                None
+            }
+            (None, true) => None,
+            (Some(u), false) => self.upstream(u, r.upstream_ca.as_deref(), p, clients),
+        };
+
+        let strip_prefix = r.strip_prefix.as_ref().and_then(|sp| {
+            let spp = p.key("strip_prefix");
+            let sp = sp.trim_end_matches('/');
+            match &pattern {
+                Some(pat) if !sp.starts_with('/') || !pat.has_literal_prefix(sp) => {
+                    self.err(
+                        &spp,
+                        format!("\"{sp}\" is not a literal prefix of the route's `path`"),
+                    );
+                    None
+                }
+                _ => Some(sp.to_owned()),
+            }
+        });
+
+        let name = name?;
+        Some(Route {
+            label: crate::metrics::intern(&name),
+            name,
+            host,
+            methods,
+            pattern: pattern?,
+            strip_prefix,
+            upstream,
+            preserve_host: r.preserve_host.unwrap_or(false),
+            forward_bearer: r.forward_bearer.unwrap_or(false),
+            websocket: r.websocket.unwrap_or(false),
+            authenticate: authenticate?,
+            authorize,
+            claims_to_headers,
+            inject,
+            respond,
+            verify_webhook,
+        })
+    }
+
+    /// Keys that would be accepted and never act: a route the gateway
+    /// answers (`respond`) forwards nothing, and a `verify_webhook` route
+    /// forwards the verified event as it came, so what only forwarding or
+    /// injection uses is refused there rather than silently ignored.
+    pub(super) fn dead_combinations(&mut self, r: &RawRoute, p: &KeyPath) {
+        let (stage, unused): (&str, &[(&str, bool)]) = if r.respond.is_some() {
+            (
+                "a `respond` route is answered by the gateway",
+                &[
+                    ("inject", r.inject.is_some()),
+                    ("verify_webhook", r.verify_webhook.is_some()),
+                    ("websocket", r.websocket.is_some()),
+                    ("forward_bearer", r.forward_bearer.is_some()),
+                    ("preserve_host", r.preserve_host.is_some()),
+                    ("strip_prefix", r.strip_prefix.is_some()),
+                    ("upstream_ca", r.upstream_ca.is_some()),
+                ],
+            )
+        } else if r.verify_webhook.is_some() {
+            (
+                "a `verify_webhook` route forwards the verified event as it came",
+                &[
+                    ("inject", r.inject.is_some()),
+                    ("websocket", r.websocket.is_some()),
+                ],
+            )
+        } else {
+            return;
+        };
+        for (key, set) in unused {
+            if *set {
+                self.err(&p.key(key), format!("{stage}: `{key}` would never apply"));
+            }
+        }
+    }
+
+    pub(super) fn authenticate(
+        &mut self,
+        a: &RawAuthenticate,
+        p: &KeyPath,
+        refs: &Refs<'_>,
+    ) -> Option<Authenticate> {
+        match a {
+            RawAuthenticate::One(n) if n == "none" => Some(Authenticate::None),
+            RawAuthenticate::One(n) => self
+                .identity_ref(n, p, refs)
+                .map(|n| Authenticate::Identities(vec![n])),
+            RawAuthenticate::Many(names) => {
+                if names.is_empty() {
+                    self.err(p, "the list of identities is empty");
+                    return None;
+                }
+                let mut out = Vec::new();
+                for n in names {
+                    if n == "none" {
+                        self.err(p, "\"none\" cannot be part of a list of identities");
+                    } else if let Some(n) = self.identity_ref(n, p, refs) {
+                        if !out.contains(&n) {
+                            out.push(n);
+                        }
+                    }
+                }
+                (out.len() == names.len()).then_some(Authenticate::Identities(out))
+            }
+            RawAuthenticate::ZoomApp(n) => {
+                if refs.zoom_apps.contains_key(n) {
+                    Some(Authenticate::ZoomApp(n.clone()))
+                } else {
+                    if !refs.declared.zoom_apps.contains(n) {
+                        self.err(p, undefined("zoom_app", n, refs.declared.zoom_apps.iter()));
+                    }
+                    None
+                }
+            }
+        }
+    }
+
+    pub(super) fn identity_ref(&mut self, n: &str, p: &KeyPath, refs: &Refs<'_>) -> Option<String> {
+        if refs.identities.contains_key(n) {
+            Some(n.to_owned())
+        } else {
+            if !refs.declared.identities.contains(n) {
+                self.err(p, undefined("identity", n, refs.declared.identities.iter()));
+            }
+            None
+        }
+    }
+
+    pub(super) fn credential_ref<'r>(
+        &mut self,
+        n: &Option<String>,
+        p: &KeyPath,
+        refs: &'r Refs<'_>,
+    ) -> Option<&'r Arc<CredentialSettings>> {
+        let n = self.required(n, p)?;
+        match refs.credentials.get(n) {
+            Some(c) => Some(c),
+            None => {
+                if !refs.declared.credentials.contains(n) {
+                    let msg = undefined("credential", n, refs.declared.credentials.iter());
+                    self.err(p, msg);
+                }
+                None
+            }
+        }
+    }
+
+    pub(super) fn inject(
+        &mut self,
+        r: &RawInject,
+        p: &KeyPath,
+        refs: &Refs<'_>,
+        captures: &[&str],
+        has_identity: bool,
+    ) -> Option<Inject> {
+        let cred = self.credential_ref(&r.credential, &p.key("credential"), refs);
+        let header = self.required(&r.header, &p.key("header")).and_then(|h| {
+            match HeaderName::from_bytes(h.as_bytes()) {
+                Ok(name)
+                    if crate::pipeline::forward::is_hop_by_hop(&name)
+                        || name == http::header::HOST =>
+                {
+                    self.err(&p.key("header"), format!("`{h}` cannot be injected"));
+                    None
+                }
+                Ok(name) => Some(name),
+                Err(_) => {
+                    self.err(
+                        &p.key("header"),
+                        format!("`{h}` is not a valid header name"),
+                    );
+                    None
+                }
+            }
+        });
+        let kind = cred.map(|c| c.kind.type_name());
+        self.param_rules(
+            p,
+            kind,
+            r.meeting_param.as_deref(),
+            r.session_param.as_deref(),
+            captures,
+        );
+        if r.meeting_query.is_some() && kind.is_some_and(|k| k != "zoom_meeting_sdk") {
+            self.err(
+                &p.key("meeting_query"),
+                "only applies to a zoom_meeting_sdk credential",
+            );
+        }
+        if kind == Some("zoom_meeting_sdk")
+            && r.meeting_param.is_none()
+            && r.meeting_query.is_none()
+        {
+            self.err(
+                p,
+                "a zoom_meeting_sdk injection needs `meeting_param` or `meeting_query`",
+            );
+        }
+        if kind == Some("zoom_video_sdk") && r.session_param.is_none() {
+            self.err(p, "a zoom_video_sdk injection needs `session_param`");
+        }
+        self.host_roles_rules(p, kind, r.host_roles.as_ref(), has_identity);
+        Some(Inject {
+            credential: cred?.name.clone(),
+            header: header?,
+            meeting_param: r.meeting_param.clone(),
+            meeting_query: r.meeting_query.clone(),
+            session_param: r.session_param.clone(),
+            host_roles: r.host_roles.clone().unwrap_or_default(),
+        })
+    }
+
+    pub(super) fn respond(
+        &mut self,
+        r: &RawRespond,
+        p: &KeyPath,
+        refs: &Refs<'_>,
+        captures: &[&str],
+        has_identity: bool,
+    ) -> Option<Respond> {
+        let cred = self.credential_ref(&r.credential, &p.key("credential"), refs)?;
+        let kind = cred.kind.type_name();
+        if !matches!(kind, "zoom_meeting_sdk" | "zoom_video_sdk") {
+            self.err(
+                &p.key("credential"),
+                format!("a route can respond with a zoom_meeting_sdk or zoom_video_sdk credential, not {kind}"),
+            );
+        }
+        if !has_identity {
+            self.err(
+                p,
+                "a `respond` route needs `authenticate` with a bearer-token identity",
+            );
+        }
+        self.param_rules(p, Some(kind), None, r.session_param.as_deref(), captures);
+        if kind == "zoom_video_sdk" && r.session_param.is_none() {
+            self.err(p, "a zoom_video_sdk respond needs `session_param`");
+        }
+        self.host_roles_rules(p, Some(kind), r.host_roles.as_ref(), has_identity);
+        Some(Respond {
+            credential: cred.name.clone(),
+            host_roles: r.host_roles.clone().unwrap_or_default(),
+            session_param: r.session_param.clone(),
+        })
+    }
+
+    pub(super) fn param_rules(
+        &mut self,
+        p: &KeyPath,
+        kind: Option<&str>,
+        meeting: Option<&str>,
+        session: Option<&str>,
+        captures: &[&str],
+    ) {
+        for (key, value, for_kind) in [
+            ("meeting_param", meeting, "zoom_meeting_sdk"),
+            ("session_param", session, "zoom_video_sdk"),
+        ] {
+            let Some(v) = value else { continue };
+            if !captures.contains(&v) {
+                self.err(
+                    &p.key(key),
+                    format!("\"{v}\" is not a `{{{v}}}` capture in the route's `path`"),
+                );
+            }
+            if kind.is_some_and(|k| k != for_kind) {
+                self.err(
+                    &p.key(key),
+                    format!("only applies to a {for_kind} credential"),
+                );
+            }
+        }
+    }
+
+    pub(super) fn host_roles_rules(
+        &mut self,
+        p: &KeyPath,
+        kind: Option<&str>,
+        host_roles: Option<&Vec<String>>,
+        has_identity: bool,
+    ) {
+        if host_roles.is_none() {
+            return;
+        }
+        if kind.is_some_and(|k| !matches!(k, "zoom_meeting_sdk" | "zoom_video_sdk")) {
+            self.err(
+                &p.key("host_roles"),
+                "only applies to Meeting SDK and Video SDK credentials",
+            );
+        }
+        if !has_identity {
+            self.err(
+                &p.key("host_roles"),
+                "needs `authenticate` with a bearer-token identity (roles come from its token)",
+            );
+        }
+    }
+}
+
+pub(super) fn undefined<'k>(
+    section: &str,
+    name: &str,
+    defined: impl Iterator<Item = &'k String>,
+) -> String {
+    let defined: Vec<&str> = defined.map(String::as_str).collect();
+    if defined.is_empty() {
+        format!("{section} \"{name}\" is not defined (no [{section}.*] section exists)")
+    } else {
+        format!(
+            "{section} \"{name}\" is not defined (defined: {})",
+            defined.join(", ")
+        )
+    }
+}
+
+/// Sections a route may refer to: the ones that built, and every name
+/// declared (a section that failed on its own, say a missing secret, is
+/// still declared, so references to it do not report a second problem).
+pub(super) struct Refs<'a> {
+    pub(super) identities: &'a BTreeMap<String, Arc<IdentitySettings>>,
+    pub(super) zoom_apps: &'a BTreeMap<String, Arc<ZoomAppSettings>>,
+    pub(super) credentials: &'a BTreeMap<String, Arc<CredentialSettings>>,
+    pub(super) webhooks: &'a BTreeMap<String, Arc<WebhookSettings>>,
+    pub(super) declared: Declared,
+}
+
+pub(super) struct Declared {
+    pub(super) identities: BTreeSet<String>,
+    pub(super) zoom_apps: BTreeSet<String>,
+    pub(super) credentials: BTreeSet<String>,
+    pub(super) webhooks: BTreeSet<String>,
+}
