@@ -175,6 +175,11 @@ pub fn examples(
             expect: 405,
         },
         Example {
+            what: "TRACE is never forwarded (an upstream would echo the injected credentials back): 405",
+            command: format!("curl -i --cacert {ca} -X TRACE '{base}/public/hello'"),
+            expect: 405,
+        },
+        Example {
             what: "an encoded slash is refused before routing: 400",
             command: format!("curl -i --cacert {ca} '{base}/public/..%2fadmin'"),
             expect: 400,
