@@ -97,8 +97,9 @@ pub fn config(data: &[u8]) {
         return; // `load_file` refuses files that are not UTF-8.
     };
     // Paths in the file are opened (TLS, CA and `file:` secrets): keep the
-    // fuzzer away from device and process files that never end or block.
-    if ["dev", "proc", "sys", "run", "fd", "\\u", "\\U"]
+    // fuzzer away from device and process files that never end or block
+    // (`/dev/zero`, `/dev/stdin`), also when spelled with escapes.
+    if ["/dev", "/proc", "/sys", "/run", "\\u", "\\U", "\\x"]
         .iter()
         .any(|s| text.contains(s))
     {
