@@ -20,8 +20,8 @@ use std::sync::Arc;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use hmac::{Hmac, KeyInit, Mac};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use http_body_util::BodyExt;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use secrecy::ExposeSecret;
@@ -37,9 +37,7 @@ use crate::pipeline::{inject, webhook};
 mod fixture;
 
 pub use fixture::FIXTURE;
-use fixture::{
-    fixture, runtime, EC_KID, ISSUER, NOW_MS, NOW_SECS, SESSION, ZOOM_APP_SECRET,
-};
+use fixture::{fixture, runtime, EC_KID, ISSUER, NOW_MS, NOW_SECS, SESSION, ZOOM_APP_SECRET};
 
 /// Route selection: `[method selector] host "\n" path`. An empty host is a
 /// request without one. Checks that a normalized path survives the trip to
@@ -78,7 +76,9 @@ pub fn route(data: &[u8]) {
             assert_eq!(route.pattern.matches(&path), Some(captures.clone()));
             assert!(route.host.is_none() || route.host == host);
             assert!(route.methods.as_ref().is_none_or(|m| m.contains(&method)));
-            assert!(captures.iter().all(|(_, v)| !v.is_empty() && !v.contains('/')));
+            assert!(captures
+                .iter()
+                .all(|(_, v)| !v.is_empty() && !v.contains('/')));
             let up = route::upstream_path(&path, route.strip_prefix.as_deref());
             assert!(route::normalize(&up).is_ok(), "{up:?} from {path:?}");
         }
@@ -324,10 +324,7 @@ pub fn webhook(data: &[u8]) {
     // What the pipeline does next with a verified delivery.
     let event: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     if settings.kind == WebhookKind::Zoom {
-        if let Some(plain) = event
-            .pointer("/payload/plainToken")
-            .and_then(Value::as_str)
-        {
+        if let Some(plain) = event.pointer("/payload/plainToken").and_then(Value::as_str) {
             let secret = &settings.secrets[verified.secret].0;
             let answer = webhook::url_validation_answer(secret, plain);
             let v: Value = serde_json::from_str(&answer).expect("the answer is JSON");
@@ -389,7 +386,10 @@ pub fn respond_body(data: &[u8]) {
     let payload = signed.split_once('.').map(|(_, p)| p).unwrap_or_default();
     let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("b64"))
         .expect("minted claims are JSON");
-    assert_eq!(claims["role"].as_u64().or(claims["role_type"].as_u64()), Some(u64::from(role)));
+    assert_eq!(
+        claims["role"].as_u64().or(claims["role_type"].as_u64()),
+        Some(u64::from(role))
+    );
 }
 
 /// What the fixture is made of, shared by the targets.

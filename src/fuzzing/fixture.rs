@@ -250,7 +250,10 @@ pub(super) fn sign_webhook(settings: &WebhookSettings, headers: &mut HeaderMap, 
         }
         WebhookKind::Github => {
             let mac = hmac(key, &[body]);
-            ("x-hub-signature-256", format!("sha256={}", hex::encode(mac)))
+            (
+                "x-hub-signature-256",
+                format!("sha256={}", hex::encode(mac)),
+            )
         }
     };
     headers.insert(name, HeaderValue::from_str(&value).expect("ASCII"));
