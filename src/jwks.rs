@@ -163,6 +163,27 @@ impl IssuerKeys {
         }
     }
 
+    /// Keys for `settings` that start out holding `keys`, as if just
+    /// fetched, with no refresh task (the fuzz targets verify against them).
+    /// An unknown kid still refetches over `client`.
+    pub fn preloaded(
+        settings: Arc<IdentitySettings>,
+        client: UpstreamClient,
+        keys: Vec<VerifyKey>,
+    ) -> Self {
+        let k = IssuerKeys::new(
+            settings,
+            client,
+            Arc::new(|_: &str, _: &HashSet<String>| {}),
+            Arc::new(crate::metrics::Metrics::default()),
+        );
+        k.current.store(Some(Arc::new(KeySet {
+            keys,
+            fetched_at: Instant::now(),
+        })));
+        k
+    }
+
     /// The keys, if they were fetched and are not older than
     /// `jwks_max_stale_secs`.
     pub fn usable(&self) -> Option<Arc<KeySet>> {
@@ -231,18 +252,10 @@ impl IssuerKeys {
             }
         };
         let doc: serde_json::Value = self.get_json(&jwks_uri).await?;
-        let invalid = |reason: &str| FetchError::Invalid {
+        let keys = parse_jwks(&doc).map_err(|reason| FetchError::Invalid {
             uri: jwks_uri.to_string(),
             reason: reason.to_owned(),
-        };
-        let entries = doc
-            .get("keys")
-            .and_then(|k| k.as_array())
-            .ok_or_else(|| invalid("no \"keys\" array"))?;
-        let keys: Vec<VerifyKey> = entries.iter().filter_map(parse_key).collect();
-        if keys.is_empty() {
-            return Err(invalid("no usable signature key"));
-        }
+        })?;
         Ok(KeySet {
             keys,
             fetched_at: Instant::now(),
@@ -259,37 +272,8 @@ impl IssuerKeys {
             reason: "not a URL".to_owned(),
         })?;
         let doc: serde_json::Value = self.get_json(&uri).await?;
-        let invalid = |reason: String| FetchError::Invalid {
-            uri: url.clone(),
-            reason,
-        };
-        let issuer = doc
-            .get("issuer")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default();
-        if issuer != self.settings.issuer {
-            return Err(invalid(format!(
-                "its issuer \"{issuer}\" is not the configured one"
-            )));
-        }
-        let jwks: Uri = doc
-            .get("jwks_uri")
-            .and_then(|v| v.as_str())
-            .ok_or_else(|| invalid("no jwks_uri".to_owned()))?
-            .parse()
-            .map_err(|_| invalid("jwks_uri is not a URL".to_owned()))?;
-        let host = jwks.host().unwrap_or_default();
-        let allowed = match jwks.scheme_str() {
-            Some("https") => !host.is_empty(),
-            Some("http") => is_loopback_host(host),
-            _ => false,
-        };
-        if !allowed {
-            return Err(invalid(
-                "jwks_uri must be https (http only for loopback)".to_owned(),
-            ));
-        }
-        Ok(jwks)
+        discovered_jwks_uri(&doc, &self.settings.issuer)
+            .map_err(|reason| FetchError::Invalid { uri: url, reason })
     }
 
     async fn get_json(&self, uri: &Uri) -> Result<serde_json::Value, FetchError> {
@@ -356,6 +340,49 @@ impl IssuerKeys {
             tokio::time::sleep(delay).await;
         }
     }
+}
+
+/// The `jwks_uri` of an OpenID discovery document for `issuer`. Errors (the
+/// reason, for the log): the document names another issuer, has no
+/// `jwks_uri`, or it is not https (http only for loopback).
+pub fn discovered_jwks_uri(doc: &serde_json::Value, issuer: &str) -> Result<Uri, String> {
+    let named = doc
+        .get("issuer")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default();
+    if named != issuer {
+        return Err(format!("its issuer \"{named}\" is not the configured one"));
+    }
+    let jwks: Uri = doc
+        .get("jwks_uri")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| "no jwks_uri".to_owned())?
+        .parse()
+        .map_err(|_| "jwks_uri is not a URL".to_owned())?;
+    let host = jwks.host().unwrap_or_default();
+    let allowed = match jwks.scheme_str() {
+        Some("https") => !host.is_empty(),
+        Some("http") => is_loopback_host(host),
+        _ => false,
+    };
+    if !allowed {
+        return Err("jwks_uri must be https (http only for loopback)".to_owned());
+    }
+    Ok(jwks)
+}
+
+/// The usable signature keys of a JWKS document. Errors (the reason, for the
+/// log): no `keys` array, or not one usable key in it.
+pub fn parse_jwks(doc: &serde_json::Value) -> Result<Vec<VerifyKey>, &'static str> {
+    let entries = doc
+        .get("keys")
+        .and_then(|k| k.as_array())
+        .ok_or("no \"keys\" array")?;
+    let keys: Vec<VerifyKey> = entries.iter().filter_map(parse_key).collect();
+    if keys.is_empty() {
+        return Err("no usable signature key");
+    }
+    Ok(keys)
 }
 
 /// Parses one JWK into a verification key; keys that are not for

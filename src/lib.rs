@@ -13,6 +13,9 @@ pub mod config;
 pub mod credentials;
 pub mod demo;
 pub mod error;
+/// Entry points for the fuzz targets and the corpus replay test; not part of
+/// the gateway's API.
+pub mod fuzzing;
 pub mod jwks;
 pub mod metrics;
 pub mod net;
