@@ -31,6 +31,31 @@ pub enum ResolveError {
     BadReference { reference: String },
 }
 
+/// The most a file named by the configuration (a `file:` secret, a
+/// certificate, a key, a CA bundle) may hold.
+pub const MAX_REFERENCED_FILE_BYTES: u64 = 1024 * 1024;
+
+/// Reads a file the configuration names: a regular file (symlinks, as in
+/// Kubernetes secret volumes, are followed) of at most
+/// [`MAX_REFERENCED_FILE_BYTES`]. A device, FIFO or directory is refused
+/// before it is opened for reading, so `/dev/zero` or `/dev/stdin` cannot
+/// hang `check` or a reload.
+pub fn read_referenced_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error, ErrorKind, Read};
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(Error::new(ErrorKind::InvalidInput, "not a regular file"));
+    }
+    let mut data = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_REFERENCED_FILE_BYTES + 1)
+        .read_to_end(&mut data)?;
+    if data.len() as u64 > MAX_REFERENCED_FILE_BYTES {
+        return Err(Error::new(ErrorKind::InvalidData, "larger than 1 MiB"));
+    }
+    Ok(data)
+}
+
 /// Resolves a configuration string: exactly `${NAME}` reads the environment
 /// variable NAME, `file:PATH` reads PATH (relative to `base`) with one
 /// trailing newline trimmed; anything else is returned as written.
@@ -53,7 +78,11 @@ pub fn resolve(value: &str, base: &Path, env: EnvLookup<'_>) -> Result<String, R
     }
     if let Some(path) = value.strip_prefix("file:") {
         let full = base.join(path);
-        return match std::fs::read_to_string(&full) {
+        let text = read_referenced_file(&full).and_then(|b| {
+            String::from_utf8(b)
+                .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"))
+        });
+        return match text {
             Ok(mut s) => {
                 if s.ends_with('\n') {
                     s.pop();
@@ -65,7 +94,12 @@ pub fn resolve(value: &str, base: &Path, env: EnvLookup<'_>) -> Result<String, R
             }
             Err(e) => Err(ResolveError::File {
                 path: full.display().to_string(),
-                reason: e.kind().to_string(),
+                reason: match e.kind() {
+                    std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData => {
+                        e.to_string()
+                    }
+                    kind => kind.to_string(),
+                },
             }),
         };
     }
@@ -88,6 +122,31 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn referenced_files_must_be_small_regular_files() {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, reason) in [
+            ("/dev/zero", "not a regular file"),
+            (dir.path().to_str().unwrap(), "not a regular file"),
+        ] {
+            let e = resolve(&format!("file:{path}"), Path::new("/"), &env).unwrap_err();
+            assert!(e.to_string().contains(reason), "{path}: {e}");
+        }
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![b'a'; MAX_REFERENCED_FILE_BYTES as usize + 1]).unwrap();
+        let e = resolve(&format!("file:{}", big.display()), Path::new("/"), &env).unwrap_err();
+        assert!(e.to_string().contains("larger than 1 MiB"), "{e}");
+        // A symlink to a regular file (Kubernetes secret volumes) is read.
+        let real = dir.path().join("real");
+        std::fs::write(&real, "v\n").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert_eq!(
+            resolve(&format!("file:{}", link.display()), Path::new("/"), &env).unwrap(),
+            "v"
+        );
+    }
 
     fn env(name: &str) -> Option<String> {
         match name {

@@ -32,10 +32,12 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 /// http/1.1.
 pub fn server_config(cert: &Path, key: &Path) -> Result<ServerConfig, TlsError> {
     let certs = load_certs(cert)?;
-    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key {
+    let key_err = |reason: String| TlsError::Key {
         path: key.to_owned(),
-        reason: pem_reason(&e),
-    })?;
+        reason,
+    };
+    let pem = crate::secret::read_referenced_file(key).map_err(|e| key_err(e.to_string()))?;
+    let key_der = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| key_err(pem_reason(&e)))?;
     let mut cfg = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
@@ -49,8 +51,8 @@ fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
         path: path.to_owned(),
         reason,
     };
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| err(pem_reason(&e)))?
+    let pem = crate::secret::read_referenced_file(path).map_err(|e| err(e.to_string()))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| err(pem_reason(&e)))?;
     if certs.is_empty() {
