@@ -369,6 +369,14 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     }
 }
 
+/// Unix seconds now (0 before the epoch): the one clock token lifetimes,
+/// caches and minted credentials are judged by.
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// An error and its sources, joined for one log field.
 pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut s = err.to_string();

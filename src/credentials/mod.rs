@@ -32,9 +32,4 @@ pub fn granted_role(
     }
 }
 
-/// Unix seconds now.
-pub fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
+pub use crate::now_secs;
