@@ -88,7 +88,7 @@ fn bench(c: &mut Criterion) {
     );
     let env: HashMap<String, String> = HashMap::new();
     let lookup = move |k: &str| env.get(k).cloned();
-    let mut snap = build(
+    let snap = build(
         &text,
         std::path::Path::new("/nonexistent/m.toml"),
         BuildMode::Check,
@@ -100,13 +100,17 @@ fn bench(c: &mut Criterion) {
         Arc::new(meetgate::metrics::Metrics::default()),
     );
     let _guard = rt.enter();
-    snap.identity_keys = registry.sync(&snap);
+    let outbound = meetgate::pipeline::forward::new_client((*snap.outbound_roots).clone());
+    let keys = registry.sync(&snap, &outbound);
     rt.block_on(async {
-        while snap.identity_keys["corp"].usable().is_none() {
+        while keys["corp"].usable().is_none() {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
     });
-    let ids = vec!["corp".to_owned()];
+    let ids = vec![meetgate::live::LiveIdentity {
+        settings: snap.identities["corp"].clone(),
+        keys: keys["corp"].clone(),
+    }];
 
     for (name, k) in [("verify_cold_rs256", &rsa), ("verify_cold_es256", &ec)] {
         let t = token(k, "bench");

@@ -91,7 +91,8 @@ fn bench(c: &mut Criterion) {
     );
     let source = {
         let _guard = rt.enter();
-        registry.sync(&snap)["zoom_api"].clone()
+        let outbound = meetgate::pipeline::forward::new_client((*snap.outbound_roots).clone());
+        registry.sync(&snap, &outbound)["zoom_api"].clone()
     };
     rt.block_on(async {
         while source.token().await.is_err() {

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, FromRedisValue, IntoConnectionInfo, RedisConnectionInfo};
+use redis::{AsyncConnectionConfig, FromRedisValue, RedisConnectionInfo};
 use rustls_pki_types::ServerName;
 use secrecy::ExposeSecret;
 use tokio::net::TcpStream;
@@ -71,43 +71,20 @@ impl std::fmt::Debug for Endpoint {
     }
 }
 
-/// Parses `redis_url` (with `redis_password` winning over a password in
-/// the URL). Errors never quote the URL, which may hold a password.
+/// The endpoint for `settings`: its parsed target, with a TLS connector on
+/// the outbound roots for `rediss://`.
 pub fn endpoint(settings: &ClusterSettings) -> Result<Endpoint, String> {
-    let url = settings.redis_url.expose_secret();
-    let (tls, plain_url) = match url.strip_prefix("rediss://") {
-        Some(rest) => (true, format!("redis://{rest}")),
-        None => (false, url.to_owned()),
-    };
-    let info = plain_url
-        .as_str()
-        .into_connection_info()
-        .map_err(|_| "is not a valid redis:// or rediss:// URL".to_owned())?;
-    let (host, port) = match info.addr() {
-        redis::ConnectionAddr::Tcp(host, port) => (host.clone(), *port),
-        _ => return Err("must name a TCP host (redis:// or rediss://)".to_owned()),
-    };
-    if plain_url.contains('#') {
-        return Err("URL fragments (such as #insecure) are not supported".to_owned());
-    }
-    let mut redis = info.redis_settings().clone();
-    if let Some(p) = &settings.redis_password {
-        redis = redis.set_password(p.expose_secret());
-    }
-    let tls = if tls {
-        let name = ServerName::try_from(host.clone())
-            .map_err(|_| format!("host {host:?} is not a valid TLS server name"))?;
+    let target = crate::config::redis_target(settings)?;
+    let tls = target.tls.map(|name| {
         let mut config = crate::tls::client_config(settings.roots.clone());
         config.alpn_protocols.clear();
-        Some((tokio_rustls::TlsConnector::from(Arc::new(config)), name))
-    } else {
-        None
-    };
+        (tokio_rustls::TlsConnector::from(Arc::new(config)), name)
+    });
     Ok(Endpoint {
-        host,
-        port,
+        host: target.host,
+        port: target.port,
         tls,
-        info: redis,
+        info: target.login,
     })
 }
 

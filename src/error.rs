@@ -10,6 +10,9 @@ use http::header::{HeaderValue, ALLOW, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Method, Response, StatusCode};
 
 use crate::body::ResBody;
+use crate::pipeline::authn::AuthnError;
+use crate::pipeline::authz::Denial;
+use crate::pipeline::webhook::WebhookError;
 
 /// An error produced while handling one request.
 ///
@@ -49,24 +52,21 @@ pub enum GatewayError {
     /// Authentication failed (401). `reason` is the stable code; whether a
     /// credential was presented decides the `WWW-Authenticate` error
     /// attribute (RFC 6750 section 3).
-    #[error("unauthorized: {reason}")]
-    Unauthorized {
-        reason: &'static str,
-        presented: bool,
-    },
+    #[error("unauthorized: {}", .0.code())]
+    Unauthorized(AuthnError),
 
     /// A webhook delivery failed verification (401, no `WWW-Authenticate`:
     /// it is not a bearer challenge). The platform does not retry 4xx.
-    #[error("webhook rejected: {reason}")]
-    WebhookRejected { reason: &'static str },
+    #[error("webhook rejected: {}", .0.code())]
+    WebhookRejected(WebhookError),
 
     /// The request body did not arrive in time (buffered bodies only).
     #[error("request body timed out")]
     RequestTimeout,
 
     /// Authenticated, but the route's rules refuse the caller (403).
-    #[error("forbidden: {reason}")]
-    Forbidden { reason: &'static str },
+    #[error("forbidden: {}", .0.code())]
+    Forbidden(Denial),
 
     /// A credential to inject could not be obtained (token endpoint down
     /// or refusing the client): 503 so callers retry.
@@ -107,10 +107,10 @@ impl GatewayError {
             GatewayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             GatewayError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            GatewayError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
-            GatewayError::WebhookRejected { .. } => StatusCode::UNAUTHORIZED,
+            GatewayError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            GatewayError::WebhookRejected(_) => StatusCode::UNAUTHORIZED,
             GatewayError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            GatewayError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            GatewayError::Forbidden(_) => StatusCode::FORBIDDEN,
             GatewayError::KeysUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::CredentialUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::StageUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -128,10 +128,10 @@ impl GatewayError {
             GatewayError::MethodNotAllowed { .. } => "method_not_allowed",
             GatewayError::HeadersTooLarge => "headers_too_large",
             GatewayError::PayloadTooLarge => "payload_too_large",
-            GatewayError::Unauthorized { reason, .. } => reason,
-            GatewayError::WebhookRejected { reason } => reason,
+            GatewayError::Unauthorized(e) => e.code(),
+            GatewayError::WebhookRejected(e) => e.code(),
             GatewayError::RequestTimeout => "request_timeout",
-            GatewayError::Forbidden { reason } => reason,
+            GatewayError::Forbidden(d) => d.code(),
             GatewayError::KeysUnavailable { .. } => "keys_unavailable",
             GatewayError::CredentialUnavailable { .. } => "credential_unavailable",
             GatewayError::StageUnavailable { .. } => "stage_unavailable",
@@ -154,22 +154,10 @@ impl GatewayError {
             }
             GatewayError::HeadersTooLarge => "the request head is too large".to_owned(),
             GatewayError::PayloadTooLarge => "the request body is too large".to_owned(),
-            GatewayError::WebhookRejected { reason } => match *reason {
-                "stale_timestamp" => {
-                    "the webhook timestamp is outside the accepted window".to_owned()
-                }
-                "missing_signature" => {
-                    "the webhook signature headers are missing or malformed".to_owned()
-                }
-                _ => "the webhook signature is not valid".to_owned(),
-            },
+            GatewayError::WebhookRejected(e) => e.description().to_owned(),
             GatewayError::RequestTimeout => "the request body did not arrive in time".to_owned(),
-            GatewayError::Unauthorized { reason, .. } => {
-                unauthorized_description(reason).to_owned()
-            }
-            GatewayError::Forbidden { .. } => {
-                "the caller is not allowed to use this route".to_owned()
-            }
+            GatewayError::Unauthorized(e) => e.description().to_owned(),
+            GatewayError::Forbidden(_) => "the caller is not allowed to use this route".to_owned(),
             GatewayError::KeysUnavailable { .. } => {
                 "the identity provider's signing keys are not available; retry later".to_owned()
             }
@@ -203,8 +191,8 @@ impl GatewayError {
                     headers.insert(ALLOW, v);
                 }
             }
-            GatewayError::Unauthorized { presented, .. } => {
-                let v = if *presented {
+            GatewayError::Unauthorized(e) => {
+                let v = if e.presented() {
                     r#"Bearer realm="meetgate", error="invalid_token""#
                 } else {
                     r#"Bearer realm="meetgate""#
@@ -217,8 +205,8 @@ impl GatewayError {
             GatewayError::StageUnavailable { .. } => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("30"));
             }
-            GatewayError::Forbidden { .. }
-            | GatewayError::WebhookRejected { .. }
+            GatewayError::Forbidden(_)
+            | GatewayError::WebhookRejected(_)
             | GatewayError::RequestTimeout
             | GatewayError::InvalidPath { .. }
             | GatewayError::BadRequest { .. }
@@ -229,32 +217,6 @@ impl GatewayError {
             | GatewayError::UpstreamTimeout { .. } => {}
         }
         resp
-    }
-}
-
-/// What a caller is told for each 401 reason code. Never echoes the token.
-fn unauthorized_description(reason: &str) -> &'static str {
-    match reason {
-        "missing_token" => "a bearer token is required",
-        "token_too_large" => "the bearer token is too large",
-        "malformed_token" => "the bearer token is not a well-formed JWT",
-        "expired" => "the token has expired",
-        "not_yet_valid" => "the token is not valid yet",
-        "wrong_audience" => "the token is not meant for this service",
-        "wrong_issuer" | "unknown_issuer" => "the token's issuer is not accepted here",
-        "unknown_kid" => "the token was signed with an unknown key",
-        "invalid_signature" => "the token's signature is not valid",
-        "algorithm_not_allowed" => "the token's algorithm is not accepted",
-        "unsupported_crit" => {
-            "the token requires header parameters this service does not understand"
-        }
-        "invalid_typ" => "the token's type is not accepted",
-        "invalid_claims" => "the token's claims are malformed or incomplete",
-        "missing_context" => "an x-zoom-app-context header is required",
-        "invalid_context" => "the Zoom App context could not be verified",
-        "context_expired" => "the Zoom App context has expired",
-        "guest_not_allowed" => "guest users are not allowed on this route",
-        _ => "authentication failed",
     }
 }
 

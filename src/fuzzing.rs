@@ -28,8 +28,9 @@ use secrecy::ExposeSecret;
 use serde_json::{Map, Value};
 use sha2::Sha256;
 
-use crate::config::{build, BuildMode, CredentialKind, Snapshot, WebhookKind};
+use crate::config::{build, Action, BuildMode, CredentialKind, Snapshot, WebhookKind};
 use crate::jwks::{discovered_jwks_uri, parse_jwks, IssuerKeys, KeySet};
+use crate::live::LiveIdentity;
 use crate::pipeline::authn::{self, jwt, zoom_app, Principal};
 use crate::pipeline::route::{self, PathPattern, Selection};
 use crate::pipeline::{inject, webhook};
@@ -79,7 +80,11 @@ pub fn route(data: &[u8]) {
             assert!(captures
                 .iter()
                 .all(|(_, v)| !v.is_empty() && !v.contains('/')));
-            let up = route::upstream_path(&path, route.strip_prefix.as_deref());
+            let strip = route
+                .action
+                .forwarding()
+                .and_then(|f| f.strip_prefix.as_deref());
+            let up = route::upstream_path(&path, strip);
             assert!(route::normalize(&up).is_ok(), "{up:?} from {path:?}");
         }
         Selection::MethodNotAllowed(allow) => {
@@ -147,7 +152,7 @@ pub fn jwt(data: &[u8]) {
         return;
     };
     let f = fixture();
-    let ids: &[String] = if sel & 1 == 0 {
+    let ids: &[LiveIdentity] = if sel & 1 == 0 {
         &f.one_identity
     } else {
         &f.two_identities
@@ -344,7 +349,9 @@ pub fn respond_body(data: &[u8]) {
     };
     let f = fixture();
     let route = &f.respond_routes[usize::from(sel & 1)];
-    let resp = route.respond.as_ref().expect("a respond route");
+    let Action::Respond(resp) = &route.action else {
+        panic!("a respond route")
+    };
     let caller = match (sel >> 1) & 3 {
         1 => Some(&f.host),
         2 => Some(&f.guest),
@@ -356,12 +363,11 @@ pub fn respond_body(data: &[u8]) {
     };
     let captures: route::Captures = vec![(Arc::from("session"), session.into_owned())];
     let body = Bytes::copy_from_slice(body);
-    let Ok((answer, name, role)) =
-        inject::respond(resp, &f.snap, caller.map(|p| &**p), &captures, &body)
+    let Ok((answer, name, role)) = inject::respond(resp, caller.map(|p| &**p), &captures, &body)
     else {
         return;
     };
-    assert_eq!(name, resp.credential);
+    assert_eq!(name, resp.credential.name);
     assert!(role == 0 || caller.is_some_and(|p| p.has_any_role(&resp.host_roles)));
     let bytes = runtime()
         .block_on(answer.into_body().collect())
@@ -369,7 +375,7 @@ pub fn respond_body(data: &[u8]) {
         .to_bytes();
     let v: Value = serde_json::from_slice(&bytes).expect("the answer is JSON");
     assert_eq!(v["role"], u64::from(role));
-    let (jwt, secret) = match &f.snap.credentials[&resp.credential].kind {
+    let (jwt, secret) = match &resp.credential.kind {
         CredentialKind::ZoomMeetingSdk { client_secret, .. } => (&v["signature"], client_secret),
         CredentialKind::ZoomVideoSdk { client_secret, .. } => (&v["token"], client_secret),
         other => panic!("unexpected credential {}", other.type_name()),
@@ -395,8 +401,8 @@ pub fn respond_body(data: &[u8]) {
 /// What the fixture is made of, shared by the targets.
 struct Fixture {
     snap: Snapshot,
-    one_identity: Vec<String>,
-    two_identities: Vec<String>,
+    one_identity: Vec<LiveIdentity>,
+    two_identities: Vec<LiveIdentity>,
     signer: EncodingKey,
     respond_routes: [Arc<crate::config::Route>; 2],
     host: Arc<Principal>,
@@ -408,7 +414,7 @@ fn make_fixture() -> Fixture {
     let _rt = runtime().enter();
     let env: HashMap<String, String> = HashMap::new();
     let text = fixture::text();
-    let mut snap = build(
+    let snap = build(
         &text,
         Path::new("/nonexistent-meetgate-fuzz/fixture.toml"),
         BuildMode::Check,
@@ -418,14 +424,22 @@ fn make_fixture() -> Fixture {
     let doc: Value = serde_json::from_str(fixture::JWKS).expect("fixture JWKS");
     let keys = parse_jwks(&doc).expect("fixture keys");
     let corp = snap.identities["corp"].clone();
-    snap.identity_keys.insert(
-        "corp".to_owned(),
-        Arc::new(IssuerKeys::preloaded(
-            corp.clone(),
-            snap.outbound.clone(),
-            keys,
+    let client = crate::pipeline::forward::new_client((*snap.outbound_roots).clone());
+    let corp_keys = LiveIdentity {
+        settings: corp.clone(),
+        keys: Arc::new(IssuerKeys::preloaded(corp.clone(), client.clone(), keys)),
+    };
+    // "other" has no keys: its tokens are 503 keys_unavailable.
+    let other = snap.identities["other"].clone();
+    let other_keys = LiveIdentity {
+        settings: other.clone(),
+        keys: Arc::new(IssuerKeys::new(
+            other,
+            client,
+            Arc::new(|_: &str, _: &std::collections::HashSet<String>| {}),
+            Arc::new(crate::metrics::Metrics::default()),
         )),
-    );
+    };
     let by_name = |n: &str| {
         snap.routes
             .iter()
@@ -444,8 +458,8 @@ fn make_fixture() -> Fixture {
         Arc::new(Principal::from_claims(&corp, None, claims, u64::MAX))
     };
     Fixture {
-        one_identity: vec!["corp".to_owned()],
-        two_identities: vec!["other".to_owned(), "corp".to_owned()],
+        one_identity: vec![corp_keys.clone()],
+        two_identities: vec![other_keys, corp_keys],
         signer: EncodingKey::from_ec_pem(fixture::EC_PRIVATE_PEM.as_bytes()).expect("EC key"),
         host: principal(&["hosts"]),
         guest: principal(&["viewers"]),

@@ -141,7 +141,9 @@ pub struct IssuerKeys {
 }
 
 impl IssuerKeys {
-    fn new(
+    /// Keys for `settings`, fetched with `client` once a refresh loop runs
+    /// (see [`JwksRegistry::sync`]); none until then.
+    pub fn new(
         settings: Arc<IdentitySettings>,
         client: UpstreamClient,
         on_change: KeysChanged,
@@ -443,7 +445,11 @@ impl JwksRegistry {
     /// Returns the keys of every identity in `snap` (identity name → keys),
     /// starting refresh tasks for new or changed identities and stopping
     /// those no longer configured.
-    pub fn sync(&self, snap: &Snapshot) -> HashMap<String, Arc<IssuerKeys>> {
+    pub fn sync(
+        &self,
+        snap: &Snapshot,
+        outbound: &crate::pipeline::forward::UpstreamClient,
+    ) -> HashMap<String, Arc<IssuerKeys>> {
         // Any change of settings (issuer, URIs, intervals) or of the trust
         // roots the fetcher's client holds starts afresh.
         let wanted = snap.identities.iter().map(|(name, s)| {
@@ -459,7 +465,7 @@ impl JwksRegistry {
             |name| {
                 Arc::new(IssuerKeys::new(
                     snap.identities[name].clone(),
-                    snap.outbound.clone(),
+                    outbound.clone(),
                     self.on_change.clone(),
                     self.metrics.clone(),
                 ))

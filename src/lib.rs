@@ -17,6 +17,7 @@ pub mod error;
 /// the gateway's API.
 pub mod fuzzing;
 pub mod jwks;
+pub mod live;
 pub mod metrics;
 pub mod net;
 pub mod pipeline;
@@ -50,8 +51,9 @@ pub fn process_env() -> Env {
 /// State shared by every listener and task: the live snapshot and reload
 /// bookkeeping.
 pub struct State {
-    /// The configuration in force. Requests `load_full()` it once.
-    pub snapshot: ArcSwap<Snapshot>,
+    /// The configuration in force, assembled with its live parts.
+    /// Requests `load_full()` it once.
+    pub live: ArcSwap<live::Live>,
     /// Bumped on every applied configuration (1 for the first).
     pub generation: AtomicU64,
     /// Reloads applied.
@@ -77,6 +79,13 @@ pub struct State {
 }
 
 impl State {
+    fn registries(&self) -> live::Registries<'_> {
+        live::Registries {
+            jwks: &self.jwks,
+            credentials: &self.credentials,
+        }
+    }
+
     /// The configuration file this gateway reloads from.
     pub fn config_path(&self) -> &Path {
         &self.config_path
@@ -90,13 +99,12 @@ impl State {
             sink.reopen();
         }
         match load_runnable(&self.config_path, &self.env) {
-            Ok(mut snap) => {
-                let old = self.snapshot.load_full();
-                // Upstream keep-alive connections survive the reload.
-                snap.adopt_connections(&old);
+            Ok(snap) => {
+                let previous = self.live.load_full();
                 self.cluster.sync(snap.cluster.as_ref());
-                snap.identity_keys = self.jwks.sync(&snap);
-                snap.credential_sources = self.credentials.sync(&snap);
+                // Upstream keep-alive connections survive the reload.
+                let live = live::Live::assemble(snap, &self.registries(), Some(&previous));
+                let (old, snap) = (&previous.settings, &live.settings);
                 // Audiences, algorithms or claims mapping may have changed
                 // (entries are also tagged with the snapshot that verified
                 // them: a verification finishing after this is not served).
@@ -135,7 +143,7 @@ impl State {
                     };
                     self.audit.store(sink);
                 }
-                self.snapshot.store(Arc::new(snap));
+                self.live.store(Arc::new(live));
                 let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
                 self.reloads_ok.fetch_add(1, Ordering::SeqCst);
                 self.metrics
@@ -230,7 +238,7 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 /// Loads `config_path`, binds every listener and starts serving and watching
 /// the file for changes.
 pub async fn start(config_path: &Path, env: Env) -> Result<Gateway, StartError> {
-    let mut snap = load_runnable(config_path, &env)?;
+    let snap = load_runnable(config_path, &env)?;
     let metrics = Arc::new(metrics::Metrics::default());
     let tokens = pipeline::authn::jwt::TokenCache::new(
         metrics.token_cache_hits.clone(),
@@ -268,7 +276,6 @@ pub async fn start(config_path: &Path, env: Env) -> Result<Gateway, StartError> 
 
     let cluster = Arc::new(cluster::Cluster::new(metrics.clone()));
     cluster.sync(snap.cluster.as_ref());
-    snap.identity_keys = jwks.sync(&snap);
     let credentials = credentials::oauth::CredentialRegistry::new(cluster.clone(), metrics.clone());
     let audit = match &snap.audit {
         Some(a) => {
@@ -284,10 +291,17 @@ pub async fn start(config_path: &Path, env: Env) -> Result<Gateway, StartError> 
         None => None,
     };
     metrics.config_generation.set(1);
-    snap.credential_sources = credentials.sync(&snap);
+    let live = live::Live::assemble(
+        snap,
+        &live::Registries {
+            jwks: &jwks,
+            credentials: &credentials,
+        },
+        None,
+    );
     let state = Arc::new(State {
         credentials,
-        snapshot: ArcSwap::from_pointee(snap),
+        live: ArcSwap::from_pointee(live),
         jwks,
         tokens,
         replay: Arc::new(replay::SharedReplayStore::new(cluster.clone())),
@@ -301,7 +315,7 @@ pub async fn start(config_path: &Path, env: Env) -> Result<Gateway, StartError> 
         env,
     });
     let (shutdown, rx) = watch::channel(false);
-    config::reload::spawn_watcher(state.clone(), rx.clone())?;
+    live::reload::spawn_watcher(state.clone(), rx.clone())?;
     let mut tasks = JoinSet::new();
     tasks.spawn(server::listen::serve(
         tls,
@@ -325,7 +339,7 @@ pub async fn start(config_path: &Path, env: Env) -> Result<Gateway, StartError> 
         https = %tls_addr,
         plain = %show(plain_addr),
         admin = %show(admin_addr),
-        routes = state.snapshot.load().routes.len(),
+        routes = state.live.load().routes.len(),
         "meetgate listening"
     );
     Ok(Gateway {

@@ -31,26 +31,6 @@ pub struct Decision {
     pub reason: &'static str,
 }
 
-/// A `'static` copy of a configuration name, made once per distinct name
-/// (route names are few and bounded by what operators configure).
-pub fn intern(name: &str) -> &'static str {
-    use std::collections::HashSet;
-    use std::sync::{Mutex, OnceLock};
-    static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
-    let mut names = NAMES
-        .get_or_init(Default::default)
-        .lock()
-        .expect("intern lock");
-    match names.get(name) {
-        Some(n) => n,
-        None => {
-            let n: &'static str = Box::leak(name.to_owned().into_boxed_str());
-            names.insert(n);
-            n
-        }
-    }
-}
-
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct IdentityResult {
     pub identity: String,

@@ -26,6 +26,22 @@ pub fn strip_port(authority: &str) -> &str {
     }
 }
 
+/// Hop-by-hop headers (RFC 9110 section 7.6.1) and the `Proxy-*` family.
+pub fn is_hop_by_hop(name: &http::HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection" | "keep-alive" | "te" | "trailer" | "transfer-encoding" | "upgrade"
+    ) || name.as_str().starts_with("proxy-")
+}
+
+/// Methods no route ever forwards: TRACE would reflect the injected
+/// credentials back to the caller (RFC 9110 section 9.3.8), CONNECT would
+/// turn the gateway into a tunnel. `check` refuses them in `methods`; a
+/// route without `methods` takes every other method.
+pub fn never_forwarded(method: &http::Method) -> bool {
+    *method == http::Method::TRACE || *method == http::Method::CONNECT
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

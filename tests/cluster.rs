@@ -592,7 +592,7 @@ async fn redis_password_wins_over_the_url_and_stays_out_of_debug_output() {
     let b = TestGateway::start_with(&rest, "", env).await;
     let gws = [a, b];
     wait_for_cluster(&gws, "ok").await;
-    let shown = format!("{:?}", gws[0].gw.state.snapshot.load().cluster);
+    let shown = format!("{:?}", gws[0].gw.state.live.load().settings.cluster);
     assert!(shown.contains("key_prefix"), "{shown}");
     assert!(
         !shown.contains("right-redis-password") && !shown.contains("wrong-url-password"),

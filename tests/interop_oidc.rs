@@ -121,7 +121,7 @@ inject = [{{ credential = "op_token", header = "Authorization" }}]
 "#
     ))
     .await;
-    let keys_of = || gw.gw.state.snapshot.load().identity_keys["op"].clone();
+    let keys_of = || gw.gw.state.live.load().identity_keys["op"].clone();
     wait_until("discovery and JWKS", Duration::from_secs(10), || {
         keys_of().usable().is_some()
     })

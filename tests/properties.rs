@@ -159,7 +159,20 @@ fn jwt_parsing_never_panics_on_random_tokens() {
     )
     .unwrap();
     let cache = meetgate::pipeline::authn::jwt::TokenCache::default();
-    let ids = vec!["a".to_owned()];
+    // Identity "a" with no keys fetched (as before its first fetch).
+    let ids = {
+        let _rt = rt.enter();
+        let settings = snap.identities["a"].clone();
+        vec![meetgate::live::LiveIdentity {
+            keys: std::sync::Arc::new(meetgate::jwks::IssuerKeys::new(
+                settings.clone(),
+                meetgate::pipeline::forward::new_client((*snap.outbound_roots).clone()),
+                std::sync::Arc::new(|_: &str, _: &std::collections::HashSet<String>| {}),
+                std::sync::Arc::new(meetgate::metrics::Metrics::default()),
+            )),
+            settings,
+        }]
+    };
     let mut runner = TestRunner::new(Config {
         cases: cases(),
         ..Config::default()

@@ -1,5 +1,5 @@
 //! `RawConfig` → [`Snapshot`]: validation, secret resolution, compiled
-//! matchers, TLS settings and upstream clients.
+//! matchers, trust roots and TLS settings. Builds no client.
 //!
 //! Every problem is collected (not just the first) and tied to its key and
 //! line through [`SourceMap`].
@@ -19,9 +19,6 @@ use super::raw::*;
 use super::source::{KeyPath, SourceMap};
 use super::*;
 use crate::net::is_loopback_host;
-use crate::pipeline::forward::{self, UpstreamClient};
-use crate::pipeline::pool::H1Pool;
-use crate::pipeline::route::PathPattern;
 use crate::secret::{resolve, EnvLookup};
 use crate::tls;
 
@@ -30,7 +27,7 @@ mod sections;
 mod upstream;
 
 use route::{Declared, Refs};
-use upstream::ClientCache;
+use upstream::TrustCache;
 
 /// What the snapshot is built for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -347,18 +344,12 @@ impl Builder<'_, '_> {
                 webhooks: raw.webhook.keys().cloned().collect(),
             },
         };
-        let mut clients = ClientCache {
-            trust: tls::trust_fingerprint(&roots),
-            roots,
-            default: None,
-            by_ca: HashMap::new(),
-            plain: HashMap::new(),
-        };
+        let mut trust = TrustCache::new(roots);
         let mut names = BTreeSet::new();
         let mut routes = Vec::new();
         for (i, r) in raw.route.iter().enumerate() {
             let p = root.key("route").index(i);
-            if let Some(route) = self.route(r, &p, &refs, &mut clients) {
+            if let Some(route) = self.route(r, &p, &refs, &mut trust) {
                 if !names.insert(route.name.clone()) {
                     self.err(
                         &p.key("name"),
@@ -400,10 +391,8 @@ impl Builder<'_, '_> {
             webhooks,
             routes,
             warnings: Vec::new(),
-            outbound: clients.default().0,
-            outbound_trust: clients.trust.clone(),
-            identity_keys: Default::default(),
-            credential_sources: Default::default(),
+            outbound_roots: trust.roots.clone(),
+            outbound_trust: trust.trust.clone(),
         })
     }
 

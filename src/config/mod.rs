@@ -1,14 +1,17 @@
-//! Configuration: the operator's TOML file turned into an immutable
-//! [`Snapshot`].
+//! Settings: the operator's TOML file turned into an immutable, validated
+//! [`Snapshot`] of pure data.
 //!
 //! Three tiers: [`raw`] mirrors the file, [`build`] validates it and compiles
-//! matchers, clients and TLS settings, and the resulting `Snapshot` is swapped
-//! atomically on reload ([`reload`]). A request keeps the snapshot it started
-//! with.
+//! matchers, trust roots and TLS settings. Nothing here runs: the clients,
+//! fetchers and stores a snapshot needs are assembled from it by
+//! [`crate::live`], which is what a reload swaps atomically. This module
+//! imports nothing from the running parts, so `meetgate check` builds no
+//! client and opens no connection.
 
 pub mod build;
+pub mod pattern;
 pub mod raw;
-pub mod reload;
+mod redis_url;
 pub mod source;
 
 use std::collections::BTreeMap;
@@ -23,9 +26,9 @@ use http::Method;
 use secrecy::SecretString;
 
 pub use build::{build, load_file, BuildMode, LoadError};
+pub use redis_url::{redis_target, RedisTarget};
 
-use crate::pipeline::forward::UpstreamClient;
-use crate::pipeline::route::PathPattern;
+pub use pattern::PathPattern;
 
 /// One problem found in a configuration file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,7 +52,9 @@ impl fmt::Display for ConfigError {
     }
 }
 
-/// The validated, compiled configuration. Immutable once built.
+/// The validated, compiled configuration: what the operator wrote, as data.
+/// Immutable once built; references between sections are resolved to
+/// `Arc`s at build time.
 pub struct Snapshot {
     /// The file this snapshot was built from.
     pub source: PathBuf,
@@ -71,20 +76,12 @@ pub struct Snapshot {
     pub principal_claims: std::collections::BTreeSet<String>,
     /// Problems that do not stop the file from being used (shown by `check`).
     pub warnings: Vec<ConfigError>,
-    /// Client for the gateway's own outbound requests (issuers, JWKS,
+    /// Roots the gateway's own outbound requests trust (issuers, JWKS,
     /// token endpoints): webpki roots plus `[outbound] ca_file`.
-    pub outbound: UpstreamClient,
-    /// Fingerprint of the outbound trust roots (webpki plus `[outbound]
-    /// ca_file`): part of the registry key of every JWKS fetcher and token
-    /// source, so a changed `ca_file` reaches them.
+    pub outbound_roots: Arc<rustls::RootCertStore>,
+    /// Fingerprint of `outbound_roots`: part of the registry key of every
+    /// JWKS fetcher and token source, so a changed `ca_file` reaches them.
     pub outbound_trust: String,
-    /// Signing keys per identity name; attached when the snapshot is put in
-    /// service (they live outside it and survive reloads).
-    pub identity_keys: std::collections::HashMap<String, Arc<crate::jwks::IssuerKeys>>,
-    /// Token sources of fetched credentials by name; attached like
-    /// `identity_keys`.
-    pub credential_sources:
-        std::collections::HashMap<String, Arc<crate::credentials::oauth::TokenSource>>,
 }
 
 impl fmt::Debug for Snapshot {
@@ -110,6 +107,10 @@ pub struct ServerSettings {
     pub tls_key: PathBuf,
     pub shutdown_grace: Duration,
 }
+
+/// What the verified-token cache may hold by default, in estimated bytes of
+/// cached principals (`[limits] token_cache_bytes`).
+pub const DEFAULT_TOKEN_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// `[limits]`
 #[derive(Clone, Copy, Debug)]
@@ -282,18 +283,51 @@ pub struct Route {
     /// `None`: every method.
     pub methods: Option<Vec<Method>>,
     pub pattern: PathPattern,
-    /// Decoded path prefix removed before forwarding (segment-aligned).
-    pub strip_prefix: Option<String>,
-    pub upstream: Option<Upstream>,
-    pub preserve_host: bool,
-    pub forward_bearer: bool,
-    pub websocket: bool,
     pub authenticate: Authenticate,
     pub authorize: Option<Authorize>,
     pub claims_to_headers: Vec<(HeaderName, String)>,
-    pub inject: Vec<Inject>,
-    pub respond: Option<Respond>,
-    pub verify_webhook: Option<String>,
+    /// What the route does once the caller is let in.
+    pub action: Action,
+}
+
+/// What a route does: each kind carries only the settings that apply to it,
+/// so a key that would never act cannot be written (`check` refuses it).
+#[derive(Debug)]
+pub enum Action {
+    /// Forward to the upstream, with minted or fetched credentials injected.
+    Forward {
+        to: Forwarding,
+        /// Pass WebSocket upgrades through.
+        websocket: bool,
+        inject: Vec<Arc<Inject>>,
+    },
+    /// The gateway answers (signature requests); nothing is forwarded.
+    Respond(Respond),
+    /// Verify a webhook delivery, then forward its exact bytes.
+    Webhook {
+        webhook: Arc<WebhookSettings>,
+        to: Forwarding,
+    },
+}
+
+impl Action {
+    /// Where the route forwards to, unless the gateway answers it.
+    pub fn forwarding(&self) -> Option<&Forwarding> {
+        match self {
+            Action::Forward { to, .. } | Action::Webhook { to, .. } => Some(to),
+            Action::Respond(_) => None,
+        }
+    }
+}
+
+/// How a route forwards.
+#[derive(Debug)]
+pub struct Forwarding {
+    pub upstream: Upstream,
+    /// Decoded path prefix removed before forwarding (segment-aligned).
+    pub strip_prefix: Option<String>,
+    pub preserve_host: bool,
+    pub forward_bearer: bool,
 }
 
 /// Where a route forwards to.
@@ -303,15 +337,11 @@ pub struct Upstream {
     pub authority: http::uri::Authority,
     /// Path prefix of the upstream URL, without a trailing slash ("" for none).
     pub base_path: String,
-    /// The pooled client for this upstream (shared between routes with the
-    /// same trust settings).
-    pub client: UpstreamClient,
-    /// For `http://` upstreams: the HTTP/1.1 connection pool (shared
-    /// between routes to the same authority).
-    pub plain: Option<std::sync::Arc<crate::pipeline::pool::H1Pool>>,
-    /// Fingerprint of the roots `client` trusts: a reload keeps the
-    /// connections of an upstream whose scheme, authority and trust are
-    /// unchanged ([`Snapshot::adopt_connections`]).
+    /// The roots an `https` upstream's certificate must chain to (the
+    /// outbound roots plus the route's `upstream_ca`).
+    pub roots: Arc<rustls::RootCertStore>,
+    /// Fingerprint of `roots`: upstreams with equal scheme, authority and
+    /// trust share their connections, across reloads too.
     pub trust: String,
 }
 
@@ -322,14 +352,14 @@ impl fmt::Debug for Upstream {
 }
 
 /// Route `authenticate`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Authenticate {
     /// Explicitly public.
     None,
     /// Bearer JWT from one of these identities (chosen by `iss`).
-    Identities(Vec<String>),
+    Identities(Vec<Arc<IdentitySettings>>),
     /// Zoom Apps context of this zoom_app.
-    ZoomApp(String),
+    ZoomApp(Arc<ZoomAppSettings>),
 }
 
 /// Route `authorize`.
@@ -345,7 +375,7 @@ pub struct Authorize {
 /// One entry of route `inject`.
 #[derive(Debug)]
 pub struct Inject {
-    pub credential: String,
+    pub credential: Arc<CredentialSettings>,
     pub header: HeaderName,
     pub meeting_param: Option<String>,
     pub meeting_query: Option<String>,
@@ -356,44 +386,12 @@ pub struct Inject {
 /// Route `respond`.
 #[derive(Debug)]
 pub struct Respond {
-    pub credential: String,
+    pub credential: Arc<CredentialSettings>,
     pub host_roles: Vec<String>,
     pub session_param: Option<String>,
 }
 
 impl Snapshot {
-    /// Takes over the upstream clients and pools of `old` for every upstream
-    /// whose scheme, authority and trust roots are unchanged, so a reload
-    /// keeps the upstream keep-alive connections. Call on a snapshot fresh
-    /// from `build`, before it is shared.
-    pub fn adopt_connections(&mut self, old: &Snapshot) {
-        fn key(u: &Upstream) -> (&str, &str, &str) {
-            (u.scheme.as_str(), u.authority.as_str(), u.trust.as_str())
-        }
-        let held: std::collections::HashMap<_, &Upstream> = old
-            .routes
-            .iter()
-            .filter_map(|r| r.upstream.as_ref())
-            .map(|u| (key(u), u))
-            .collect();
-        for route in &mut self.routes {
-            let Some(route) = Arc::get_mut(route) else {
-                continue;
-            };
-            let Some(up) = route.upstream.as_mut() else {
-                continue;
-            };
-            let found = held.get(&key(up)).copied();
-            if let Some(old) = found {
-                up.client = old.client.clone();
-                up.plain = old.plain.clone();
-            }
-        }
-        if self.outbound_trust == old.outbound_trust {
-            self.outbound = old.outbound.clone();
-        }
-    }
-
     /// Resolves a path written in the file relative to the file's directory.
     pub fn relative(&self, p: &str) -> PathBuf {
         relative_to(&self.source, p)

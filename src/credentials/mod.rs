@@ -22,9 +22,7 @@ pub fn granted_role(
     match requested {
         None | Some(0) => Ok(0),
         Some(1) if caller.is_some_and(|p| p.has_any_role(host_roles)) => Ok(1),
-        Some(1) => Err(GatewayError::Forbidden {
-            reason: "host_role_not_permitted",
-        }),
+        Some(1) => Err(crate::pipeline::authz::Denial::HostRoleNotPermitted.into()),
         Some(_) => Err(GatewayError::BadRequest {
             code: "invalid_request",
             description: "role must be 0 or 1".to_owned(),

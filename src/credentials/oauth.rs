@@ -515,7 +515,11 @@ impl CredentialRegistry {
 
     /// Token sources for the snapshot's fetched credentials (name → source),
     /// starting refresh tasks for new or changed ones and stopping the rest.
-    pub fn sync(&self, snap: &crate::config::Snapshot) -> HashMap<String, Arc<TokenSource>> {
+    pub fn sync(
+        &self,
+        snap: &crate::config::Snapshot,
+        outbound: &crate::pipeline::forward::UpstreamClient,
+    ) -> HashMap<String, Arc<TokenSource>> {
         let wanted = snap
             .credentials
             .iter()
@@ -536,7 +540,7 @@ impl CredentialRegistry {
             |name| {
                 Arc::new(TokenSource::new(
                     snap.credentials[name].clone(),
-                    snap.outbound.clone(),
+                    outbound.clone(),
                     self.store.clone(),
                     self.cluster.clone(),
                     self.metrics.clone(),

@@ -8,20 +8,47 @@ use super::route::Captures;
 use crate::config::Authorize;
 use crate::error::GatewayError;
 
-fn forbidden(reason: &'static str) -> GatewayError {
-    GatewayError::Forbidden { reason }
+/// Why the route's rules refused an authenticated caller (403). The answer
+/// never says which value failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denial {
+    InsufficientRole,
+    InsufficientScope,
+    TenantMismatch,
+    ClaimMismatch,
+    /// Host role (Meeting SDK role 1) asked without a `host_roles` role.
+    HostRoleNotPermitted,
+}
+
+impl Denial {
+    /// The stable reason code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Denial::InsufficientRole => "insufficient_role",
+            Denial::InsufficientScope => "insufficient_scope",
+            Denial::TenantMismatch => "tenant_mismatch",
+            Denial::ClaimMismatch => "claim_mismatch",
+            Denial::HostRoleNotPermitted => "host_role_not_permitted",
+        }
+    }
+}
+
+impl From<Denial> for crate::error::GatewayError {
+    fn from(d: Denial) -> Self {
+        crate::error::GatewayError::Forbidden(d)
+    }
 }
 
 /// Checks every rule of `rules`; the first that fails decides the reason.
 pub fn check(rules: &Authorize, p: &Principal, captures: &Captures) -> Result<(), GatewayError> {
     if !rules.roles_any.is_empty() && !p.has_any_role(&rules.roles_any) {
-        return Err(forbidden("insufficient_role"));
+        return Err(Denial::InsufficientRole.into());
     }
     if !rules.roles_all.iter().all(|r| p.roles.contains(r)) {
-        return Err(forbidden("insufficient_role"));
+        return Err(Denial::InsufficientRole.into());
     }
     if !rules.scopes_all.iter().all(|s| p.scopes.contains(s)) {
-        return Err(forbidden("insufficient_scope"));
+        return Err(Denial::InsufficientScope.into());
     }
     if let Some(param) = &rules.tenant_param {
         let wanted = captures
@@ -29,14 +56,14 @@ pub fn check(rules: &Authorize, p: &Principal, captures: &Captures) -> Result<()
             .find(|(n, _)| &**n == param)
             .map(|(_, v)| v.as_str());
         if wanted.is_none() || wanted != p.tenant.as_deref() {
-            return Err(forbidden("tenant_mismatch"));
+            return Err(Denial::TenantMismatch.into());
         }
     }
     for (path, expected) in &rules.claims_equal {
         if claim_at(&p.claims, path) != Some(expected)
             && !loosely_equal(claim_at(&p.claims, path), expected)
         {
-            return Err(forbidden("claim_mismatch"));
+            return Err(Denial::ClaimMismatch.into());
         }
     }
     Ok(())

@@ -15,8 +15,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use crate::body::{BoxError, ReqBody, ResBody};
-use crate::config::{Route, Upstream};
+use crate::config::{Forwarding, Route};
 use crate::error::GatewayError;
+use crate::live::{Connection, LiveRoute};
 use crate::server::h1::ClientUpgrade;
 
 /// The pooled client type used for every upstream.
@@ -46,13 +47,7 @@ pub fn new_client(roots: rustls::RootCertStore) -> UpstreamClient {
     Arc::new(client)
 }
 
-/// Hop-by-hop headers (RFC 9110 section 7.6.1) and the `Proxy-*` family.
-pub fn is_hop_by_hop(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection" | "keep-alive" | "te" | "trailer" | "transfer-encoding" | "upgrade"
-    ) || name.as_str().starts_with("proxy-")
-}
+pub use crate::net::is_hop_by_hop;
 
 /// Identity and forwarding headers only the gateway may set. Underscore
 /// look-alikes (`X_Auth_Subject`) count too: some frameworks fold `_` and `-`
@@ -135,7 +130,7 @@ pub fn sanitize_request(headers: &mut HeaderMap, route: &Route) {
     for name in drop {
         headers.remove(name);
     }
-    if !route.forward_bearer {
+    if !route.action.forwarding().is_some_and(|f| f.forward_bearer) {
         headers.remove(header::AUTHORIZATION);
     }
 }
@@ -168,7 +163,8 @@ pub fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
 /// through the same target.
 pub struct Target<'a> {
     route: &'a Route,
-    upstream: &'a Upstream,
+    to: &'a Forwarding,
+    connection: &'a Connection,
     path: String,
     conn: super::ConnInfo,
     /// The authority the client addressed (Host or :authority), if any.
@@ -177,23 +173,25 @@ pub struct Target<'a> {
 }
 
 impl<'a> Target<'a> {
-    /// A target for the normalized request `path` of `route`.
+    /// A target for the normalized request `path` of `route`; `None` for a
+    /// route the gateway answers itself.
     pub fn new(
-        route: &'a Route,
-        upstream: &'a Upstream,
+        route: &'a LiveRoute,
         path: &str,
         conn: super::ConnInfo,
         host: Option<&'a str>,
         timeout: Duration,
-    ) -> Self {
-        Target {
-            route,
-            upstream,
-            path: super::route::upstream_path(path, route.strip_prefix.as_deref()),
+    ) -> Option<Self> {
+        let to = route.settings.action.forwarding()?;
+        Some(Target {
+            route: &route.settings,
+            to,
+            connection: route.upstream.as_ref()?,
+            path: super::route::upstream_path(path, to.strip_prefix.as_deref()),
             conn,
             host,
             timeout,
-        }
+        })
     }
 
     /// Sends the request upstream and returns its response, headers cleaned.
@@ -217,7 +215,8 @@ async fn forward(
 ) -> Result<Response<ResBody>, GatewayError> {
     let Target {
         route,
-        upstream,
+        to,
+        connection,
         ref path,
         conn,
         host,
@@ -238,7 +237,8 @@ async fn forward(
     for (name, value) in identity {
         headers.insert(name, value);
     }
-    if route.preserve_host {
+    let upstream = &to.upstream;
+    if to.preserve_host {
         if let Some(h) = host.and_then(|h| HeaderValue::from_str(h).ok()) {
             headers.insert(header::HOST, h);
         }
@@ -269,7 +269,7 @@ async fn forward(
     // Plain-HTTP upstreams take the origin form on a pooled HTTP/1.1
     // connection (upgrades go through hyper-util's client, which can hand
     // the connection over).
-    let pooled = upstream.plain.as_ref().filter(|_| !websocket);
+    let pooled = connection.plain.as_ref().filter(|_| !websocket);
     let uri = if pooled.is_some() {
         Uri::try_from(pq).ok()
     } else {
@@ -294,7 +294,7 @@ async fn forward(
                 .send(req)
                 .await
                 .map(|(resp, lease)| resp.map(|body| ResBody::leased(body, lease))),
-            None => upstream
+            None => connection
                 .client
                 .request(req)
                 .await

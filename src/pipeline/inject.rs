@@ -14,13 +14,14 @@ use serde_json::Value;
 use super::authn::Principal;
 use super::route::Captures;
 use crate::body::ResBody;
-use crate::config::{CredentialKind, Inject, Respond, Route, Snapshot};
+use crate::config::{CredentialKind, Inject, Respond};
 use crate::credentials::mint::{
     self, cut_chars, valid_meeting_number, MAX_SESSION_KEY, MAX_SESSION_NAME, MAX_USER_IDENTITY,
 };
 use crate::credentials::oauth::{CachedToken, TokenSource};
 use crate::credentials::{granted_role, now_secs};
 use crate::error::GatewayError;
+use crate::live::LiveRoute;
 
 /// What `inject` produced for one request.
 #[derive(Default)]
@@ -81,19 +82,19 @@ fn unavailable(name: &str) -> GatewayError {
 }
 
 /// Mints or fetches every credential the route injects.
+/// A fetched credential waits for its token at most `wait`
+/// ([`fetched_token`]).
 pub async fn inject(
-    route: &Route,
-    snap: &Snapshot,
+    route: &LiveRoute,
+    wait: Duration,
     principal: Option<&Principal>,
     captures: &Captures,
     query: Option<&str>,
 ) -> Result<Injected, GatewayError> {
     let mut out = Injected::default();
-    for inj in &route.inject {
-        let cred = snap
-            .credentials
-            .get(&inj.credential)
-            .ok_or_else(|| unavailable(&inj.credential))?;
+    for live in &route.inject {
+        let inj = &*live.settings;
+        let cred = &inj.credential;
         let value = match &cred.kind {
             CredentialKind::ZoomMeetingSdk {
                 client_id,
@@ -148,11 +149,11 @@ pub async fn inject(
                 )
             }
             CredentialKind::ZoomS2sOAuth { .. } | CredentialKind::OAuthClientCredentials { .. } => {
-                let source = snap
-                    .credential_sources
-                    .get(&cred.name)
+                let source = live
+                    .source
+                    .as_ref()
                     .ok_or_else(|| unavailable(&cred.name))?;
-                let token = fetched_token(source, snap.limits.upstream_timeout).await?;
+                let token = fetched_token(source, wait).await?;
                 out.fetched.push((source.clone(), token.value.clone()));
                 format!("Bearer {}", token.value.expose_secret())
             }
@@ -230,15 +231,11 @@ fn meeting_number_for(
 /// Answers a `respond` route: parse the JSON request, decide the role, mint.
 pub fn respond(
     resp: &Respond,
-    snap: &Snapshot,
     principal: Option<&Principal>,
     captures: &Captures,
     body: &Bytes,
 ) -> Result<(Response<ResBody>, String, u8), GatewayError> {
-    let cred = snap
-        .credentials
-        .get(&resp.credential)
-        .ok_or_else(|| unavailable(&resp.credential))?;
+    let cred = &resp.credential;
     let req: Value = serde_json::from_slice(body)
         .map_err(|_| bad("invalid_request", "the body must be a JSON object"))?;
     let obj = req

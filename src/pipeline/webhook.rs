@@ -25,11 +25,24 @@ pub enum WebhookError {
 
 impl WebhookError {
     /// The stable reason code.
-    pub fn reason(self) -> &'static str {
+    pub fn code(self) -> &'static str {
         match self {
             WebhookError::MissingSignature => "missing_signature",
             WebhookError::InvalidSignature => "invalid_signature",
             WebhookError::StaleTimestamp { .. } => "stale_timestamp",
+        }
+    }
+
+    /// What the sender is told.
+    pub fn description(self) -> &'static str {
+        match self {
+            WebhookError::MissingSignature => {
+                "the webhook signature headers are missing or malformed"
+            }
+            WebhookError::InvalidSignature => "the webhook signature is not valid",
+            WebhookError::StaleTimestamp { .. } => {
+                "the webhook timestamp is outside the accepted window"
+            }
         }
     }
 }

@@ -56,7 +56,7 @@ fn answer<B>(state: &State, req: &Request<B>) -> Response<ResBody> {
     match req.uri().path() {
         "/healthz" => json(StatusCode::OK, serde_json::json!({ "status": "ok" })),
         "/readyz" => {
-            let snap = state.snapshot.load();
+            let snap = state.live.load();
             let mut not_ready: Vec<String> = Vec::new();
             for (name, keys) in &snap.identity_keys {
                 if keys.usable().is_none() {
@@ -113,7 +113,7 @@ fn answer<B>(state: &State, req: &Request<B>) -> Response<ResBody> {
 /// Gauges computed at scrape time from the live state.
 fn refresh_gauges(state: &State) {
     use crate::metrics::{CredentialLabel, IdentityLabel};
-    let snap = state.snapshot.load();
+    let snap = state.live.load();
     let m = &state.metrics;
     for (name, keys) in &snap.identity_keys {
         let label = IdentityLabel {

@@ -84,7 +84,7 @@ pub async fn serve(
         });
     }
     drop(listener);
-    let grace = state.snapshot.load().server.shutdown_grace;
+    let grace = state.live.load().settings.server.shutdown_grace;
     if tokio::time::timeout(grace, graceful.shutdown())
         .await
         .is_err()
@@ -104,20 +104,22 @@ async fn serve_connection(
     watcher: hyper_util::server::graceful::Watcher,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), BoxError> {
-    let snap = state.snapshot.load_full();
-    let limits = snap.limits;
+    // Read once; the connection does not hold the configuration.
+    let (limits, tls) = {
+        let live = state.live.load();
+        (live.settings.limits, live.settings.server.tls.clone())
+    };
     // One deadline from accept covers the TLS handshake, the first bytes
     // (which tell HTTP/1.1 from HTTP/2) and, for HTTP/1.1, the first request
     // head (HTTP/2: the first complete request head). Without it a client that connects and then stays silent would
     // hold the connection forever: hyper-util's protocol detection waits
     // for those bytes with no timeout of its own.
-    let deadline = Instant::now() + snap.limits.header_read_timeout;
+    let deadline = Instant::now() + limits.header_read_timeout;
     let result = match kind {
         Kind::Tls => {
-            let Some(tls) = snap.server.tls.clone() else {
+            let Some(tls) = tls else {
                 return Err("no TLS configuration".into());
             };
-            drop(snap);
             let acceptor = tokio_rustls::TlsAcceptor::from(tls);
             // The handshake and the TLS stream live in boxes of their own:
             // a task is as big as the largest state of its future, and a
@@ -142,16 +144,13 @@ async fn serve_connection(
                 h1::serve(io, &limits, deadline, state, conn, shutdown).await
             }
         }
-        Kind::Plain => {
-            drop(snap);
-            match first_bytes(tcp, deadline).await? {
-                None => Ok(()),
-                Some(io) if io.prefix() == H2_PREFACE => {
-                    Box::pin(h2::serve(io, &limits, deadline, state, conn, shutdown)).await
-                }
-                Some(io) => h1::serve(io, &limits, deadline, state, conn, shutdown).await,
+        Kind::Plain => match first_bytes(tcp, deadline).await? {
+            None => Ok(()),
+            Some(io) if io.prefix() == H2_PREFACE => {
+                Box::pin(h2::serve(io, &limits, deadline, state, conn, shutdown)).await
             }
-        }
+            Some(io) => h1::serve(io, &limits, deadline, state, conn, shutdown).await,
+        },
     };
     // Held until here: the shutdown drain waits for this connection.
     drop(watcher);

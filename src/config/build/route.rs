@@ -9,7 +9,7 @@ impl Builder<'_, '_> {
         r: &RawRoute,
         p: &KeyPath,
         refs: &Refs<'_>,
-        clients: &mut ClientCache,
+        trust: &mut TrustCache,
     ) -> Option<Route> {
         let name = self.required(&r.name, &p.key("name")).cloned();
         if name.as_deref() == Some("") {
@@ -43,7 +43,7 @@ impl Builder<'_, '_> {
             ms.iter()
                 .filter_map(
                     |m| match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
-                        Ok(m) if crate::pipeline::route::never_forwarded(&m) => {
+                        Ok(m) if crate::net::never_forwarded(&m) => {
                             self.err(
                                 &p.key("methods"),
                                 format!("`{m}` is never forwarded (TRACE would reflect injected credentials, CONNECT would open a tunnel)"),
@@ -80,8 +80,8 @@ impl Builder<'_, '_> {
             (Some(a), None) => self.authenticate(a, &p.key("authenticate"), refs),
         };
         let verify_webhook = r.verify_webhook.as_ref().and_then(|w| {
-            if refs.webhooks.contains_key(w) {
-                Some(w.clone())
+            if let Some(hook) = refs.webhooks.get(w) {
+                Some(hook.clone())
             } else {
                 if !refs.declared.webhooks.contains(w) {
                     self.err(
@@ -114,17 +114,14 @@ impl Builder<'_, '_> {
                     );
                 }
                 if let Some(Authenticate::Identities(ids)) = &authenticate {
-                    for id in ids {
-                        if refs
-                            .identities
-                            .get(id)
-                            .is_some_and(|i| i.tenant_claim.is_none())
-                        {
-                            self.err(
-                                &ap.key("tenant_param"),
-                                format!("identity \"{id}\" has no `tenant_claim` to compare with"),
-                            );
-                        }
+                    for id in ids.iter().filter(|i| i.tenant_claim.is_none()) {
+                        self.err(
+                            &ap.key("tenant_param"),
+                            format!(
+                                "identity \"{}\" has no `tenant_claim` to compare with",
+                                id.name
+                            ),
+                        );
                     }
                 }
             }
@@ -165,7 +162,7 @@ impl Builder<'_, '_> {
             })
             .unwrap_or_default();
 
-        let inject = r
+        let inject: Vec<Inject> = r
             .inject
             .as_ref()
             .map(|list| {
@@ -207,7 +204,7 @@ impl Builder<'_, '_> {
                 None
             }
             (None, true) => None,
-            (Some(u), false) => self.upstream(u, r.upstream_ca.as_deref(), p, clients),
+            (Some(u), false) => self.upstream(u, r.upstream_ca.as_deref(), p, trust),
         };
 
         let strip_prefix = r.strip_prefix.as_ref().and_then(|sp| {
@@ -226,23 +223,37 @@ impl Builder<'_, '_> {
         });
 
         let name = name?;
+        let pattern = pattern?;
+        let authenticate = authenticate?;
+        let action = match (respond, verify_webhook) {
+            (Some(respond), _) => Action::Respond(respond),
+            (None, webhook) => {
+                let to = Forwarding {
+                    upstream: upstream?,
+                    strip_prefix,
+                    preserve_host: r.preserve_host.unwrap_or(false),
+                    forward_bearer: r.forward_bearer.unwrap_or(false),
+                };
+                match webhook {
+                    Some(webhook) => Action::Webhook { webhook, to },
+                    None => Action::Forward {
+                        to,
+                        websocket: r.websocket.unwrap_or(false),
+                        inject: inject.into_iter().map(Arc::new).collect(),
+                    },
+                }
+            }
+        };
         Some(Route {
-            label: crate::metrics::intern(&name),
+            label: intern(&name),
             name,
             host,
             methods,
-            pattern: pattern?,
-            strip_prefix,
-            upstream,
-            preserve_host: r.preserve_host.unwrap_or(false),
-            forward_bearer: r.forward_bearer.unwrap_or(false),
-            websocket: r.websocket.unwrap_or(false),
-            authenticate: authenticate?,
+            pattern,
+            authenticate,
             authorize,
             claims_to_headers,
-            inject,
-            respond,
-            verify_webhook,
+            action,
         })
     }
 
@@ -302,17 +313,17 @@ impl Builder<'_, '_> {
                 for n in names {
                     if n == "none" {
                         self.err(p, "\"none\" cannot be part of a list of identities");
-                    } else if let Some(n) = self.identity_ref(n, p, refs) {
-                        if !out.contains(&n) {
-                            out.push(n);
+                    } else if let Some(i) = self.identity_ref(n, p, refs) {
+                        if !out.iter().any(|o: &Arc<IdentitySettings>| o.name == i.name) {
+                            out.push(i);
                         }
                     }
                 }
                 (out.len() == names.len()).then_some(Authenticate::Identities(out))
             }
             RawAuthenticate::ZoomApp(n) => {
-                if refs.zoom_apps.contains_key(n) {
-                    Some(Authenticate::ZoomApp(n.clone()))
+                if let Some(app) = refs.zoom_apps.get(n) {
+                    Some(Authenticate::ZoomApp(app.clone()))
                 } else {
                     if !refs.declared.zoom_apps.contains(n) {
                         self.err(p, undefined("zoom_app", n, refs.declared.zoom_apps.iter()));
@@ -323,9 +334,14 @@ impl Builder<'_, '_> {
         }
     }
 
-    pub(super) fn identity_ref(&mut self, n: &str, p: &KeyPath, refs: &Refs<'_>) -> Option<String> {
-        if refs.identities.contains_key(n) {
-            Some(n.to_owned())
+    pub(super) fn identity_ref(
+        &mut self,
+        n: &str,
+        p: &KeyPath,
+        refs: &Refs<'_>,
+    ) -> Option<Arc<IdentitySettings>> {
+        if let Some(i) = refs.identities.get(n) {
+            Some(i.clone())
         } else {
             if !refs.declared.identities.contains(n) {
                 self.err(p, undefined("identity", n, refs.declared.identities.iter()));
@@ -364,10 +380,7 @@ impl Builder<'_, '_> {
         let cred = self.credential_ref(&r.credential, &p.key("credential"), refs);
         let header = self.required(&r.header, &p.key("header")).and_then(|h| {
             match HeaderName::from_bytes(h.as_bytes()) {
-                Ok(name)
-                    if crate::pipeline::forward::is_hop_by_hop(&name)
-                        || name == http::header::HOST =>
-                {
+                Ok(name) if crate::net::is_hop_by_hop(&name) || name == http::header::HOST => {
                     self.err(&p.key("header"), format!("`{h}` cannot be injected"));
                     None
                 }
@@ -409,7 +422,7 @@ impl Builder<'_, '_> {
         }
         self.host_roles_rules(p, kind, r.host_roles.as_ref(), has_identity);
         Some(Inject {
-            credential: cred?.name.clone(),
+            credential: cred?.clone(),
             header: header?,
             meeting_param: r.meeting_param.clone(),
             meeting_query: r.meeting_query.clone(),
@@ -446,7 +459,7 @@ impl Builder<'_, '_> {
         }
         self.host_roles_rules(p, Some(kind), r.host_roles.as_ref(), has_identity);
         Some(Respond {
-            credential: cred.name.clone(),
+            credential: cred.clone(),
             host_roles: r.host_roles.clone().unwrap_or_default(),
             session_param: r.session_param.clone(),
         })
@@ -537,4 +550,24 @@ pub(super) struct Declared {
     pub(super) zoom_apps: BTreeSet<String>,
     pub(super) credentials: BTreeSet<String>,
     pub(super) webhooks: BTreeSet<String>,
+}
+
+/// A `'static` copy of a configuration name, made once per distinct name
+/// (route names are few and bounded by what operators configure).
+pub fn intern(name: &str) -> &'static str {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static NAMES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut names = NAMES
+        .get_or_init(Default::default)
+        .lock()
+        .expect("intern lock");
+    match names.get(name) {
+        Some(n) => n,
+        None => {
+            let n: &'static str = Box::leak(name.to_owned().into_boxed_str());
+            names.insert(n);
+            n
+        }
+    }
 }

@@ -71,9 +71,7 @@ impl Builder<'_, '_> {
         if max_body_bytes == 0 || max_body_bytes > 1 << 30 {
             self.err(&p.key("max_body_bytes"), "must lie in 1..=1073741824");
         }
-        let token_cache_bytes = l
-            .token_cache_bytes
-            .unwrap_or(crate::pipeline::authn::jwt::DEFAULT_TOKEN_CACHE_BYTES);
+        let token_cache_bytes = l.token_cache_bytes.unwrap_or(DEFAULT_TOKEN_CACHE_BYTES);
         if !((1 << 20)..=(1 << 34)).contains(&token_cache_bytes) {
             self.err(
                 &p.key("token_cache_bytes"),
@@ -149,7 +147,7 @@ impl Builder<'_, '_> {
             timeout: self.millis(c.timeout_ms, 250, &p.key("timeout_ms")),
             roots: roots.clone(),
         };
-        if let Err(e) = crate::cluster::endpoint(&settings) {
+        if let Err(e) = redis_target(&settings) {
             self.err(&p.key("redis_url"), e);
             return None;
         }

@@ -1,5 +1,5 @@
-//! Route upstreams and the clients built for them: one per set of trust
-//! roots, one HTTP/1.1 pool per plain-HTTP authority.
+//! Route upstreams and the trust roots their certificates must chain to:
+//! the outbound roots, plus a route's `upstream_ca`.
 
 use super::*;
 
@@ -9,7 +9,7 @@ impl Builder<'_, '_> {
         u: &str,
         ca: Option<&str>,
         p: &KeyPath,
-        clients: &mut ClientCache,
+        trust: &mut TrustCache,
     ) -> Option<Upstream> {
         let up = p.key("upstream");
         let uri = self.outbound_url(u, &up)?;
@@ -18,11 +18,11 @@ impl Builder<'_, '_> {
             return None;
         }
         let parts = uri.into_parts();
-        let (client, trust) = match ca {
-            None => clients.default(),
+        let (roots, fingerprint) = match ca {
+            None => trust.default(),
             Some(ca) => {
                 let path = relative_to(self.file, ca);
-                match clients.with_ca(&path) {
+                match trust.with_ca(&path) {
                     Ok(c) => c,
                     Err(e) => {
                         self.err(&p.key("upstream_ca"), e.to_string());
@@ -31,62 +31,53 @@ impl Builder<'_, '_> {
                 }
             }
         };
-        let scheme = parts.scheme?;
-        let authority = parts.authority?;
         Some(Upstream {
-            plain: (scheme == http::uri::Scheme::HTTP).then(|| clients.plain(&authority)),
-            scheme,
-            authority,
+            scheme: parts.scheme?,
+            authority: parts.authority?,
             base_path: parts
                 .path_and_query
                 .map(|pq| pq.path().trim_end_matches('/').to_owned())
                 .unwrap_or_default(),
-            client,
-            trust,
+            roots,
+            trust: fingerprint,
         })
     }
 }
 
-/// Upstream clients built for one snapshot: one for the common trust roots,
-/// one per extra `upstream_ca` file.
-pub(super) struct ClientCache {
-    pub(super) roots: rustls::RootCertStore,
+/// Trust roots read for one build: the common roots, and those plus each
+/// `upstream_ca` file (read once however many routes name it).
+pub(super) struct TrustCache {
+    pub(super) roots: Arc<rustls::RootCertStore>,
     /// [`tls::trust_fingerprint`] of `roots`.
     pub(super) trust: String,
-    pub(super) default: Option<UpstreamClient>,
-    pub(super) by_ca: HashMap<PathBuf, (UpstreamClient, String)>,
-    pub(super) plain: HashMap<http::uri::Authority, Arc<H1Pool>>,
+    pub(super) by_ca: HashMap<PathBuf, (Arc<rustls::RootCertStore>, String)>,
 }
 
-impl ClientCache {
-    /// The client on the common roots, and their fingerprint.
-    pub(super) fn default(&mut self) -> (UpstreamClient, String) {
-        let client = self
-            .default
-            .get_or_insert_with(|| forward::new_client(self.roots.clone()))
-            .clone();
-        (client, self.trust.clone())
+impl TrustCache {
+    pub(super) fn new(roots: rustls::RootCertStore) -> Self {
+        TrustCache {
+            trust: tls::trust_fingerprint(&roots),
+            roots: Arc::new(roots),
+            by_ca: HashMap::new(),
+        }
     }
 
-    pub(super) fn plain(&mut self, authority: &http::uri::Authority) -> Arc<H1Pool> {
-        self.plain
-            .entry(authority.clone())
-            .or_insert_with(|| H1Pool::new(authority.clone()))
-            .clone()
+    /// The common roots and their fingerprint.
+    pub(super) fn default(&self) -> (Arc<rustls::RootCertStore>, String) {
+        (self.roots.clone(), self.trust.clone())
     }
 
-    /// The client on the common roots plus `path`, and their fingerprint.
+    /// The common roots plus `path`, and their fingerprint.
     pub(super) fn with_ca(
         &mut self,
         path: &Path,
-    ) -> Result<(UpstreamClient, String), tls::TlsError> {
+    ) -> Result<(Arc<rustls::RootCertStore>, String), tls::TlsError> {
         if let Some(c) = self.by_ca.get(path) {
             return Ok(c.clone());
         }
-        let mut roots = self.roots.clone();
+        let mut roots = (*self.roots).clone();
         tls::add_pem_roots(&mut roots, path)?;
-        let trust = tls::trust_fingerprint(&roots);
-        let c = (forward::new_client(roots), trust);
+        let c = (Arc::new(roots.clone()), tls::trust_fingerprint(&roots));
         self.by_ca.insert(path.to_owned(), c.clone());
         Ok(c)
     }

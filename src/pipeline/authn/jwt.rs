@@ -20,28 +20,20 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::Principal;
+use super::{AuthnError, Principal};
 use crate::config::{IdentitySettings, Snapshot};
 use crate::error::GatewayError;
 use crate::jwks::KeySet;
+use crate::live::LiveIdentity;
 
 /// Tokens larger than this are refused before any parsing.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
-/// What the verified-token cache may hold by default, in estimated bytes of
-/// cached principals (`[limits] token_cache_bytes`).
-pub const DEFAULT_TOKEN_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+pub use crate::config::DEFAULT_TOKEN_CACHE_BYTES;
 
 /// Bookkeeping per cache entry beyond the principal itself (key, moka's
 /// node and expiry wheel entry, the `Arc`).
 const ENTRY_OVERHEAD: usize = 256;
-
-fn unauthorized(reason: &'static str) -> GatewayError {
-    GatewayError::Unauthorized {
-        reason,
-        presented: true,
-    }
-}
 
 /// One remembered verification: the principal and the snapshot whose
 /// settings verified it (a token verified while a reload tightened the
@@ -178,12 +170,12 @@ struct JoseHeader {
 /// belongs to.
 pub async fn verify(
     token: &str,
-    identities: &[String],
+    identities: &[LiveIdentity],
     snap: &Snapshot,
     cache: &TokenCache,
 ) -> Result<Arc<Principal>, GatewayError> {
     if token.len() > MAX_TOKEN_BYTES {
-        return Err(unauthorized("token_too_large"));
+        return Err(GatewayError::from(AuthnError::TokenTooLarge));
     }
     let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
     let entries = cache.inner.load();
@@ -192,7 +184,7 @@ pub async fn verify(
         // and the settings that verified it must be the ones in force.
         let p = v.principal;
         if v.snapshot == snap.build_id
-            && identities.iter().any(|i| *i == p.identity)
+            && identities.iter().any(|i| i.settings.name == p.identity)
             && now_secs() <= p.valid_until
         {
             cache.hits.inc();
@@ -204,10 +196,10 @@ pub async fn verify(
     let (Some(h64), Some(c64), Some(s64), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err(unauthorized("malformed_token"));
+        return Err(GatewayError::from(AuthnError::MalformedToken));
     };
     if h64.is_empty() || c64.is_empty() {
-        return Err(unauthorized("malformed_token"));
+        return Err(GatewayError::from(AuthnError::MalformedToken));
     }
     let header: JoseHeader = decode_part(h64)?;
     let claims: Map<String, Value> = decode_part(c64)?;
@@ -215,7 +207,7 @@ pub async fn verify(
     if let Some(crit) = &header.crit {
         // This gateway understands no extension header parameters.
         tracing::debug!(crit = %crit, "token rejected: crit");
-        return Err(unauthorized("unsupported_crit"));
+        return Err(GatewayError::from(AuthnError::UnsupportedCrit));
     }
     if let Some(typ) = &header.typ {
         let t = typ.to_ascii_lowercase();
@@ -223,43 +215,37 @@ pub async fn verify(
             t.as_str(),
             "jwt" | "at+jwt" | "application/at+jwt" | "application/jwt"
         ) {
-            return Err(unauthorized("invalid_typ"));
+            return Err(GatewayError::from(AuthnError::InvalidTyp));
         }
     }
     // `none` in any spelling, HS*, or anything unknown: refused.
     let alg: Algorithm = match header.alg.parse() {
         Ok(a) if !matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) => a,
-        _ => return Err(unauthorized("algorithm_not_allowed")),
+        _ => return Err(GatewayError::from(AuthnError::AlgorithmNotAllowed)),
     };
     if s64.is_empty() {
-        return Err(unauthorized("malformed_token"));
+        return Err(GatewayError::from(AuthnError::MalformedToken));
     }
 
     // Identity: the token's `iss` picks one of the route's identities.
     let iss = claims
         .get("iss")
         .and_then(Value::as_str)
-        .ok_or_else(|| unauthorized("invalid_claims"))?;
-    let identity = identities
+        .ok_or_else(|| GatewayError::from(AuthnError::InvalidClaims))?;
+    let live = identities
         .iter()
-        .filter_map(|name| snap.identities.get(name))
-        .find(|i| i.issuer == iss)
+        .find(|i| i.settings.issuer == iss)
         .ok_or_else(|| {
             if identities.len() > 1 {
-                unauthorized("unknown_issuer")
+                GatewayError::from(AuthnError::UnknownIssuer)
             } else {
-                unauthorized("wrong_issuer")
+                GatewayError::from(AuthnError::WrongIssuer)
             }
         })?;
+    let (identity, keys) = (&*live.settings, &live.keys);
     if !identity.algorithms.iter().any(|a| a == &header.alg) {
-        return Err(unauthorized("algorithm_not_allowed"));
+        return Err(GatewayError::from(AuthnError::AlgorithmNotAllowed));
     }
-    let keys =
-        snap.identity_keys
-            .get(&identity.name)
-            .ok_or_else(|| GatewayError::KeysUnavailable {
-                identity: identity.name.clone(),
-            })?;
 
     // Key: by kid; an unknown kid (or no usable keys at all) refetches once.
     let kid = header.kid.as_deref();
@@ -276,7 +262,7 @@ pub async fn verify(
             .filter(|_| keys.usable().is_some());
         if keyset.is_none() {
             return Err(if had_keys {
-                unauthorized("unknown_kid")
+                GatewayError::from(AuthnError::UnknownKid)
             } else {
                 GatewayError::KeysUnavailable {
                     identity: identity.name.clone(),
@@ -287,10 +273,10 @@ pub async fn verify(
     let keyset: Arc<KeySet> = keyset.expect("checked above");
     let Some(key) = keyset.find(kid, alg) else {
         tracing::debug!(identity = %identity.name, kid, "token rejected: unknown kid");
-        return Err(unauthorized("unknown_kid"));
+        return Err(GatewayError::from(AuthnError::UnknownKid));
     };
     if !key.family.accepts(alg) || key.alg.is_some_and(|a| a != alg) {
-        return Err(unauthorized("algorithm_not_allowed"));
+        return Err(GatewayError::from(AuthnError::AlgorithmNotAllowed));
     }
 
     // Signature over "header.claims" exactly as received.
@@ -300,7 +286,7 @@ pub async fn verify(
             .unwrap_or(false);
     if !verified {
         tracing::debug!(identity = %identity.name, kid, "token rejected: signature");
-        return Err(unauthorized("invalid_signature"));
+        return Err(GatewayError::from(AuthnError::InvalidSignature));
     }
 
     let now = now_secs();
@@ -327,11 +313,12 @@ pub async fn verify(
 fn decode_part<T: for<'de> Deserialize<'de>>(part: &str) -> Result<T, GatewayError> {
     let bytes = URL_SAFE_NO_PAD
         .decode(part)
-        .map_err(|_| unauthorized("malformed_token"))?;
+        .map_err(|_| GatewayError::from(AuthnError::MalformedToken))?;
     // A member named twice is ambiguous (parsers disagree on which wins):
     // refuse it rather than pick one.
-    serde_json::from_slice::<UniqueKeys>(&bytes).map_err(|_| unauthorized("malformed_token"))?;
-    serde_json::from_slice(&bytes).map_err(|_| unauthorized("malformed_token"))
+    serde_json::from_slice::<UniqueKeys>(&bytes)
+        .map_err(|_| GatewayError::from(AuthnError::MalformedToken))?;
+    serde_json::from_slice(&bytes).map_err(|_| GatewayError::from(AuthnError::MalformedToken))
 }
 
 /// A JSON object whose members (at any depth) are all distinct.
@@ -403,21 +390,21 @@ fn check_claims(
                 .as_u64()
                 .or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
                 .map(Some)
-                .ok_or_else(|| unauthorized("invalid_claims")),
+                .ok_or_else(|| GatewayError::from(AuthnError::InvalidClaims)),
         }
     };
-    let exp = time("exp")?.ok_or_else(|| unauthorized("invalid_claims"))?;
+    let exp = time("exp")?.ok_or_else(|| GatewayError::from(AuthnError::InvalidClaims))?;
     if now > exp.saturating_add(leeway) {
-        return Err(unauthorized("expired"));
+        return Err(GatewayError::from(AuthnError::Expired));
     }
     if let Some(nbf) = time("nbf")? {
         if nbf > now.saturating_add(leeway) {
-            return Err(unauthorized("not_yet_valid"));
+            return Err(GatewayError::from(AuthnError::NotYetValid));
         }
     }
     if let Some(iat) = time("iat")? {
         if iat > now.saturating_add(leeway) {
-            return Err(unauthorized("not_yet_valid"));
+            return Err(GatewayError::from(AuthnError::NotYetValid));
         }
     }
     let aud_ok = match claims.get("aud") {
@@ -429,7 +416,7 @@ fn check_claims(
         _ => false,
     };
     if !aud_ok {
-        return Err(unauthorized("wrong_audience"));
+        return Err(GatewayError::from(AuthnError::WrongAudience));
     }
     Ok(exp.saturating_add(leeway))
 }

@@ -2,6 +2,7 @@
 //! ([`jwt`]) or Zoom Apps contexts ([`zoom_app`]), producing a
 //! [`Principal`], and the identity headers the upstream receives.
 
+mod error;
 pub mod jwt;
 pub mod zoom_app;
 
@@ -13,6 +14,7 @@ use serde_json::{Map, Value};
 
 use crate::config::{IdentitySettings, Route, Snapshot, ZoomAppSettings};
 use crate::error::GatewayError;
+pub use error::AuthnError;
 pub use zoom_app::ZoomContext;
 
 /// Who a request was authenticated as.
@@ -155,10 +157,7 @@ fn strings(v: &Value) -> Vec<String> {
 pub fn bearer_token(headers: &HeaderMap) -> Result<&str, GatewayError> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let Some(value) = values.next() else {
-        return Err(GatewayError::Unauthorized {
-            reason: "missing_token",
-            presented: false,
-        });
+        return Err(GatewayError::from(AuthnError::MissingToken));
     };
     if values.next().is_some() {
         return Err(GatewayError::BadRequest {
@@ -166,23 +165,16 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<&str, GatewayError> {
             description: "more than one Authorization header".to_owned(),
         });
     }
-    let value = value.to_str().map_err(|_| GatewayError::Unauthorized {
-        reason: "malformed_token",
-        presented: true,
-    })?;
+    let value = value
+        .to_str()
+        .map_err(|_| GatewayError::from(AuthnError::MalformedToken))?;
     let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
     if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(GatewayError::Unauthorized {
-            reason: "missing_token",
-            presented: false,
-        });
+        return Err(GatewayError::from(AuthnError::MissingToken));
     }
     let token = token.trim();
     if token.is_empty() {
-        return Err(GatewayError::Unauthorized {
-            reason: "malformed_token",
-            presented: true,
-        });
+        return Err(GatewayError::from(AuthnError::MalformedToken));
     }
     Ok(token)
 }
@@ -195,19 +187,14 @@ pub fn zoom_app(
     let header = headers
         .get("x-zoom-app-context")
         .and_then(|v| v.to_str().ok())
-        .ok_or(GatewayError::Unauthorized {
-            reason: "missing_context",
-            presented: false,
-        })?;
+        .ok_or(GatewayError::from(AuthnError::MissingContext))?;
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
     let ctx = zoom_app::verify(header, app, now_ms).map_err(|e| {
-        tracing::debug!(zoom_app = %app.name, reason = e.reason(), "zoom app context rejected");
-        GatewayError::Unauthorized {
-            reason: e.reason(),
-            presented: true,
-        }
+        let e = AuthnError::from(e);
+        tracing::debug!(zoom_app = %app.name, reason = e.code(), "zoom app context rejected");
+        GatewayError::from(e)
     })?;
     Ok(Arc::new(Principal {
         identity: app.name.clone(),
@@ -226,7 +213,7 @@ pub fn zoom_app(
 /// Bearer authentication for a route accepting `identities`.
 pub async fn bearer(
     headers: &HeaderMap,
-    identities: &[String],
+    identities: &[crate::live::LiveIdentity],
     snap: &Snapshot,
     cache: &jwt::TokenCache,
 ) -> Result<Arc<Principal>, GatewayError> {
@@ -302,10 +289,7 @@ pub fn identity_headers(
 }
 
 fn invalid_claims() -> GatewayError {
-    GatewayError::Unauthorized {
-        reason: "invalid_claims",
-        presented: true,
-    }
+    GatewayError::from(AuthnError::InvalidClaims)
 }
 
 /// A claim value as a header value, unaltered or refused: control

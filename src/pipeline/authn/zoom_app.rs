@@ -34,7 +34,7 @@ pub struct ZoomContext {
     pub expires_ms: u64,
 }
 
-/// Why a context was refused: the stable reason code.
+/// Why a context was refused (its reason code: [`super::AuthnError`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ContextError {
     /// Not base64, bad layout, wrong IV length, or decryption failed.
@@ -45,18 +45,6 @@ pub enum ContextError {
     Expired,
     /// No `uid` and the app does not allow guests.
     Guest,
-}
-
-impl ContextError {
-    /// The reason code answered with 401.
-    pub fn reason(self) -> &'static str {
-        match self {
-            ContextError::Invalid => "invalid_context",
-            ContextError::Claims => "invalid_context",
-            ContextError::Expired => "context_expired",
-            ContextError::Guest => "guest_not_allowed",
-        }
-    }
 }
 
 /// Accepts both base64 alphabets, padded or not.
