@@ -452,16 +452,13 @@ impl JwksRegistry {
     ) -> HashMap<String, Arc<IssuerKeys>> {
         // Any change of settings (issuer, URIs, intervals) or of the trust
         // roots the fetcher's client holds starts afresh.
-        let wanted = snap.identities.iter().map(|(name, s)| {
-            let settings = format!("{s:?}");
-            let key = crate::registry::fingerprint(&[
-                settings.as_bytes(),
-                snap.outbound_trust.as_bytes(),
-            ]);
-            (name.clone(), key)
-        });
+        let wanted = snap
+            .identities
+            .iter()
+            .map(|(name, s)| (name.clone(), format!("{s:?}")));
         self.entries.sync(
             wanted,
+            &snap.outbound_trust,
             |name| {
                 Arc::new(IssuerKeys::new(
                     snap.identities[name].clone(),

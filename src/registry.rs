@@ -33,13 +33,17 @@ impl<T> Default for TaskRegistry<T> {
 }
 
 impl<T: Send + Sync + 'static> TaskRegistry<T> {
-    /// Makes the registry hold exactly the `wanted` entries `(name, key)`:
-    /// an entry whose key is already held is kept (its task keeps running);
-    /// a new key gets `make()` and `run(entry)` spawned; entries no longer
-    /// wanted have their task stopped. Returns name → entry.
+    /// Makes the registry hold exactly the `wanted` entries `(name,
+    /// settings)`, each keyed by the [`fingerprint`] of its name, settings
+    /// and `trust` (the fingerprint of the roots its client trusts, so a
+    /// changed CA file starts a new entry): an entry whose key is already
+    /// held is kept (its task keeps running); a new key gets `make()` and
+    /// `run(entry)` spawned; entries no longer wanted have their task
+    /// stopped. Returns name → entry.
     pub fn sync<F, Fut>(
         &self,
         wanted: impl IntoIterator<Item = (String, String)>,
+        trust: &str,
         mut make: impl FnMut(&str) -> Arc<T>,
         run: F,
     ) -> HashMap<String, Arc<T>>
@@ -50,7 +54,8 @@ impl<T: Send + Sync + 'static> TaskRegistry<T> {
         let mut entries = self.entries.lock().expect("registry lock");
         let mut out = HashMap::new();
         let mut keep = HashSet::new();
-        for (name, key) in wanted {
+        for (name, settings) in wanted {
+            let key = fingerprint(&[name.as_bytes(), settings.as_bytes(), trust.as_bytes()]);
             keep.insert(key.clone());
             let (entry, _) = entries.entry(key).or_insert_with(|| {
                 let entry = make(&name);

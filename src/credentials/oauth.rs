@@ -524,19 +524,12 @@ impl CredentialRegistry {
             .credentials
             .iter()
             .filter(|(_, c)| token_request(&c.kind).is_some())
-            .map(|(name, c)| {
-                // The trust roots the source's client holds are part of its
-                // key: a changed `[outbound] ca_file` starts a new source.
-                let settings = settings_key(&c.kind);
-                let key = crate::registry::fingerprint(&[
-                    name.as_bytes(),
-                    settings.as_bytes(),
-                    snap.outbound_trust.as_bytes(),
-                ]);
-                (name.clone(), key)
-            });
+            .map(|(name, c)| (name.clone(), settings_key(&c.kind)));
+        // The trust roots the source's client holds are part of its key: a
+        // changed `[outbound] ca_file` starts a new source.
         self.entries.sync(
             wanted,
+            &snap.outbound_trust,
             |name| {
                 Arc::new(TokenSource::new(
                     snap.credentials[name].clone(),

@@ -264,32 +264,19 @@ impl Builder<'_, '_> {
         let kind = self.required(&r.kind, &p.key("type")).cloned()?;
         // Keys each type accepts; anything else set is an error, so a key
         // meant for another type never silently does nothing.
-        let allowed: &[&str] = match kind.as_str() {
-            "zoom_meeting_sdk" | "zoom_video_sdk" => &["client_id", "client_secret", "ttl_secs"],
-            "zoom_s2s_oauth" => &[
-                "account_id",
-                "client_id",
-                "client_secret",
-                "token_url",
-                "refresh_before_secs",
-            ],
-            "opentok_project" => &["api_key", "api_secret", "ttl_secs"],
-            "oauth_client_credentials" => &[
-                "token_url",
-                "client_id",
-                "client_secret",
-                "scope",
-                "audience",
-                "client_auth",
-                "refresh_before_secs",
-            ],
-            other => {
-                self.err(
-                    &p.key("type"),
-                    format!("unknown credential type \"{other}\" (zoom_meeting_sdk, zoom_video_sdk, zoom_s2s_oauth, opentok_project, oauth_client_credentials)"),
-                );
-                return None;
-            }
+        let Some(allowed) = credential_keys(&kind) else {
+            self.err(
+                &p.key("type"),
+                format!(
+                    "unknown credential type \"{kind}\" ({})",
+                    CREDENTIAL_TYPES
+                        .iter()
+                        .map(|(t, _)| *t)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+            return None;
         };
         let present = [
             ("client_id", r.client_id.is_some()),
@@ -384,7 +371,7 @@ impl Builder<'_, '_> {
                     ttl: Duration::from_secs(ttl),
                 }
             }
-            _ => {
+            "oauth_client_credentials" => {
                 let token_url = self
                     .required(&r.token_url, &p.key("token_url"))
                     .cloned()
@@ -414,6 +401,7 @@ impl Builder<'_, '_> {
                     refresh_before,
                 }
             }
+            other => unreachable!("credential type {other} has keys but no builder"),
         };
         Some(CredentialSettings {
             name: name.to_owned(),
@@ -486,4 +474,46 @@ impl Builder<'_, '_> {
             dedup: self.secs(r.dedup_secs, 86_400, 1, &p.key("dedup_secs")),
         })
     }
+}
+
+/// Every credential `type` and the keys it accepts besides `type`.
+const CREDENTIAL_TYPES: &[(&str, &[&str])] = &[
+    (
+        "zoom_meeting_sdk",
+        &["client_id", "client_secret", "ttl_secs"],
+    ),
+    (
+        "zoom_video_sdk",
+        &["client_id", "client_secret", "ttl_secs"],
+    ),
+    (
+        "zoom_s2s_oauth",
+        &[
+            "account_id",
+            "client_id",
+            "client_secret",
+            "token_url",
+            "refresh_before_secs",
+        ],
+    ),
+    ("opentok_project", &["api_key", "api_secret", "ttl_secs"]),
+    (
+        "oauth_client_credentials",
+        &[
+            "token_url",
+            "client_id",
+            "client_secret",
+            "scope",
+            "audience",
+            "client_auth",
+            "refresh_before_secs",
+        ],
+    ),
+];
+
+fn credential_keys(kind: &str) -> Option<&'static [&'static str]> {
+    CREDENTIAL_TYPES
+        .iter()
+        .find(|(t, _)| *t == kind)
+        .map(|(_, keys)| *keys)
 }
