@@ -26,6 +26,7 @@ pub mod secret;
 pub mod server;
 pub mod telemetry;
 pub mod tls;
+pub mod vault;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
