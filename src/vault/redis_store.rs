@@ -92,6 +92,14 @@ pub fn index_key(link: &Link, zoom_user_id: &str) -> String {
     link.key("grant-zoom-user", &hex_sha256(zoom_user_id))
 }
 
+/// The Redis key of a grant's cross-replica refresh lock: take it with
+/// `Link::set_nx(&grant_lock_key(..), &link.owner_token(), ttl)` and free
+/// it with `Link::delete_if_equal`, as `src/credentials/oauth.rs` does for
+/// fetched tokens.
+pub fn grant_lock_key(link: &Link, key: &GrantKey) -> String {
+    link.key("grant-lock", &hex_sha256(&key.encode()))
+}
+
 fn unavailable() -> StoreError {
     StoreError::Unavailable("Redis did not answer (see the cluster store log)".to_owned())
 }

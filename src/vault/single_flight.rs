@@ -9,8 +9,9 @@
 //! so concurrent callers wait for one refresh and then share its outcome.
 //!
 //! Across replicas the same holds with the cluster lock `src/credentials`
-//! uses (`Link::set_nx` on a `PREFIX + "grant-lock:" + …` key with an owner
-//! token, released with `Link::delete_if_equal`), taken inside this one;
+//! uses (`Link::set_nx` on [`grant_lock_key`](super::redis_store::grant_lock_key)
+//! with `Link::owner_token`, released with `Link::delete_if_equal`), taken
+//! inside this one;
 //! the store's compare-and-swap is the last line: a refresh whose read is
 //! no longer current does not land.
 
