@@ -27,6 +27,8 @@ pub mod secret;
 pub mod server;
 pub mod telemetry;
 pub mod tls;
+pub mod vault;
+pub mod zoom_user;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -519,6 +519,7 @@ impl Drop for BinaryGateway {
 pub mod h2;
 pub mod issuer;
 pub mod token_server;
+pub mod zoom_oauth;
 
 /// `tests/interop`: pinned independent implementations (npm).
 pub fn interop_dir() -> PathBuf {

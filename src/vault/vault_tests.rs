@@ -1,0 +1,197 @@
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+
+use super::grant::tests::grant;
+use super::*;
+
+const NOW: u64 = 1_767_225_600;
+
+async fn vault(ring: Keyring) -> (tempfile::TempDir, Arc<Vault>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open_async(dir.path().join("g.redb"))
+        .await
+        .unwrap();
+    (dir, Arc::new(Vault::new(Arc::new(ring), Arc::new(store))))
+}
+
+fn ring(id: &str, byte: u8) -> Keyring {
+    Keyring::new((id, &[byte; 32]), &[]).unwrap()
+}
+
+#[tokio::test]
+async fn rotation_reseals_on_read() {
+    let (_dir, v) = vault(ring("old", 1)).await;
+    let g = grant("corp", "alice", "zu");
+    v.put(&g).await.unwrap();
+    v.set_keyring(Arc::new(
+        Keyring::new(("new", &[2; 32]), &[("old", &[1; 32])]).unwrap(),
+    ));
+    let sealed_id = |v: &Vault| {
+        let v = v.store.clone();
+        let k = g.key();
+        async move {
+            let rec = v.get(&k).await.unwrap().unwrap();
+            Keyring::sealed_key_id(&rec.sealed).unwrap().to_owned()
+        }
+    };
+    assert_eq!(sealed_id(&v).await, "old");
+    let loaded = v.get(&g.key()).await.unwrap().unwrap();
+    assert_eq!(loaded.grant.zoom_user_id, "zu");
+    assert_eq!(sealed_id(&v).await, "new");
+    // The old key can now go.
+    v.set_keyring(Arc::new(ring("new", 2)));
+    assert!(v.get(&g.key()).await.unwrap().is_some());
+    // A ring without the record's key: a clear, distinct error.
+    v.set_keyring(Arc::new(ring("other", 3)));
+    let e = v.get(&g.key()).await.unwrap_err();
+    assert_eq!(e.code(), "grant_unreadable");
+}
+
+fn expiring(mut g: Grant) -> Grant {
+    g.access_expires_at = NOW + 30;
+    g
+}
+
+fn rotated(mut g: Grant, n: usize) -> Grant {
+    g.access_token = SecretString::from(format!("access-{n}"));
+    g.refresh_token = SecretString::from(format!("refresh-{n}"));
+    g.access_expires_at = NOW + 3599;
+    g.updated_at = NOW;
+    g
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_callers_cause_one_refresh() {
+    let (_dir, v) = vault(ring("k", 1)).await;
+    let g = expiring(grant("corp", "alice", "zu"));
+    v.put(&g).await.unwrap();
+    let refreshes = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let (v, r, k) = (v.clone(), refreshes.clone(), g.key());
+        tasks.push(tokio::spawn(async move {
+            v.refreshed(
+                &k,
+                || NOW,
+                |old| async move {
+                    let n = r.fetch_add(1, Ordering::SeqCst) + 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    Ok::<_, &str>(rotated(old, n))
+                },
+                |_| false,
+            )
+            .await
+            .unwrap()
+            .unwrap()
+        }));
+    }
+    for t in tasks {
+        let got = t.await.unwrap();
+        assert_eq!(got.access_token.expose_secret(), "access-1");
+    }
+    assert_eq!(refreshes.load(Ordering::SeqCst), 1);
+    let stored = v.get(&g.key()).await.unwrap().unwrap().grant;
+    assert_eq!(stored.refresh_token.expose_secret(), "refresh-1");
+}
+
+#[tokio::test]
+async fn a_fresh_grant_is_not_refreshed_and_a_missing_one_is_none() {
+    let (_dir, v) = vault(ring("k", 1)).await;
+    let g = grant("corp", "alice", "zu");
+    v.put(&g).await.unwrap();
+    let never = |_: Grant| async { Err::<Grant, _>("must not be called") };
+    let got = v
+        .refreshed(&g.key(), || NOW, never, |_| true)
+        .await
+        .unwrap();
+    assert!(got.is_some());
+    let missing = GrantKey::new("corp", "nobody");
+    assert!(v
+        .refreshed(&missing, || NOW, never, |_| true)
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test]
+async fn invalid_grant_drops_only_the_grant_it_refreshed() {
+    let (_dir, v) = vault(ring("k", 1)).await;
+    let g = expiring(grant("corp", "alice", "zu"));
+    v.put(&g).await.unwrap();
+    let r = v
+        .refreshed(
+            &g.key(),
+            || NOW,
+            |_| async { Err::<Grant, _>("invalid_grant") },
+            |e| *e == "invalid_grant",
+        )
+        .await;
+    assert!(matches!(
+        r,
+        Err(RefreshFailure::Refresh { dropped: true, .. })
+    ));
+    assert!(v.get(&g.key()).await.unwrap().is_none());
+    assert!(v.store.list_zoom_user("zu").await.unwrap().is_empty());
+
+    // The user reconnects while a refresh with the old token is in flight:
+    // its invalid_grant must not delete the new grant.
+    v.put(&g).await.unwrap();
+    let v2 = v.clone();
+    let reconnected = rotated(g.clone(), 9);
+    let r = v
+        .refreshed(
+            &g.key(),
+            || NOW,
+            |_| async move {
+                v2.put(&reconnected).await.unwrap();
+                Err::<Grant, _>("invalid_grant")
+            },
+            |_| true,
+        )
+        .await;
+    assert!(matches!(
+        r,
+        Err(RefreshFailure::Refresh { dropped: false, .. })
+    ));
+    let kept = v.get(&g.key()).await.unwrap().unwrap().grant;
+    assert_eq!(kept.refresh_token.expose_secret(), "refresh-9");
+    // A transient failure keeps the grant.
+    let r = v
+        .refreshed(
+            &g.key(),
+            || NOW + 4000,
+            |_| async { Err::<Grant, _>("upstream_unavailable") },
+            |_| false,
+        )
+        .await;
+    assert!(matches!(
+        r,
+        Err(RefreshFailure::Refresh { dropped: false, .. })
+    ));
+    assert!(v.get(&g.key()).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn deauthorization_deletes_every_grant_of_the_zoom_user() {
+    let (_dir, v) = vault(ring("k", 1)).await;
+    v.put(&grant("corp", "alice", "zu-1")).await.unwrap();
+    v.put(&grant("partner", "alice@p", "zu-1")).await.unwrap();
+    v.put(&grant("corp", "bob", "zu-2")).await.unwrap();
+    let mut gone = v.delete_zoom_user("zu-1").await.unwrap();
+    gone.sort();
+    assert_eq!(
+        gone,
+        vec![
+            GrantKey::new("corp", "alice"),
+            GrantKey::new("partner", "alice@p")
+        ]
+    );
+    assert!(v
+        .get(&GrantKey::new("corp", "bob"))
+        .await
+        .unwrap()
+        .is_some());
+    assert!(v.delete(&GrantKey::new("corp", "bob")).await.unwrap());
+}
