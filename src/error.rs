@@ -92,6 +92,11 @@ pub enum GatewayError {
         source: crate::body::BoxError,
     },
 
+    /// A caller's Zoom grant could not serve the request (connect,
+    /// callback, ZAK or OBF); its own status and code.
+    #[error("zoom user: {0}")]
+    ZoomUser(crate::live::zoom_users::ZoomUserFailure),
+
     /// The upstream did not answer within `limits.upstream_timeout_ms`.
     #[error("upstream {upstream} timed out")]
     UpstreamTimeout { upstream: String },
@@ -116,6 +121,7 @@ impl GatewayError {
             GatewayError::StageUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::UpstreamFailed { .. } => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::ZoomUser(f) => f.status(),
         }
     }
 
@@ -137,6 +143,7 @@ impl GatewayError {
             GatewayError::StageUnavailable { .. } => "stage_unavailable",
             GatewayError::UpstreamFailed { .. } => "upstream_unavailable",
             GatewayError::UpstreamTimeout { .. } => "upstream_timeout",
+            GatewayError::ZoomUser(f) => f.code(),
         }
     }
 
@@ -173,6 +180,7 @@ impl GatewayError {
             GatewayError::UpstreamTimeout { .. } => {
                 "the upstream service did not answer in time".to_owned()
             }
+            GatewayError::ZoomUser(f) => f.description().to_owned(),
         }
     }
 
@@ -214,7 +222,8 @@ impl GatewayError {
             | GatewayError::HeadersTooLarge
             | GatewayError::PayloadTooLarge
             | GatewayError::UpstreamFailed { .. }
-            | GatewayError::UpstreamTimeout { .. } => {}
+            | GatewayError::UpstreamTimeout { .. }
+            | GatewayError::ZoomUser(_) => {}
         }
         resp
     }

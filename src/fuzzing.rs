@@ -363,8 +363,14 @@ pub fn respond_body(data: &[u8]) {
     };
     let captures: route::Captures = vec![(Arc::from("session"), session.into_owned())];
     let body = Bytes::copy_from_slice(body);
-    let Ok((answer, name, role)) = inject::respond(resp, caller.map(|p| &**p), &captures, &body)
-    else {
+    let respond = inject::respond(
+        resp,
+        inject::UserApps::default(),
+        caller.map(|p| &**p),
+        &captures,
+        &body,
+    );
+    let Ok((answer, name, role)) = runtime().block_on(respond) else {
         return;
     };
     assert_eq!(name, resp.credential.name);

@@ -72,6 +72,8 @@ pub struct State {
     pub replay: Arc<dyn replay::ReplayStore>,
     /// The `[cluster]` Redis link shared by the replay and token stores.
     pub cluster: Arc<cluster::Cluster>,
+    /// Users' Zoom grants (`[grants]`), kept across reloads.
+    pub vault: live::vaults::VaultSlot,
     /// Prometheus metrics.
     pub metrics: Arc<metrics::Metrics>,
     /// The audit trail, when `[audit]` is configured.
@@ -81,10 +83,11 @@ pub struct State {
 }
 
 impl State {
-    fn registries(&self) -> live::Registries<'_> {
+    fn registries(&self, vault: Option<Arc<vault::Vault>>) -> live::Registries<'_> {
         live::Registries {
             jwks: &self.jwks,
             credentials: &self.credentials,
+            vault,
         }
     }
 
@@ -100,12 +103,20 @@ impl State {
         if let Some(sink) = self.audit.load_full() {
             sink.reopen();
         }
-        match load_runnable(&self.config_path, &self.env) {
-            Ok(snap) => {
+        let loaded = load_runnable(&self.config_path, &self.env).and_then(|snap| {
+            let vault = self
+                .vault
+                .sync(snap.grants.as_ref())
+                .map_err(StartError::Vault)?;
+            Ok((snap, vault))
+        });
+        match loaded {
+            Ok((snap, vault)) => {
                 let previous = self.live.load_full();
                 self.cluster.sync(snap.cluster.as_ref());
                 // Upstream keep-alive connections survive the reload.
-                let live = live::Live::assemble(snap, &self.registries(), Some(&previous));
+                let reg = self.registries(vault);
+                let live = live::Live::assemble(snap, &reg, Some(&previous));
                 let (old, snap) = (&previous.settings, &live.settings);
                 // Audiences, algorithms or claims mapping may have changed
                 // (entries are also tagged with the snapshot that verified
@@ -188,6 +199,8 @@ pub enum StartError {
     },
     #[error("cannot watch the configuration file: {0}")]
     Watch(#[from] notify::Error),
+    #[error("cannot open the grant vault: {0}")]
+    Vault(String),
 }
 
 impl StartError {
@@ -293,11 +306,16 @@ pub async fn start(config_path: &Path, env: Env) -> Result<Gateway, StartError> 
         None => None,
     };
     metrics.config_generation.set(1);
+    let vault_slot = live::vaults::VaultSlot::new(cluster.clone());
+    let vault = vault_slot
+        .sync(snap.grants.as_ref())
+        .map_err(StartError::Vault)?;
     let live = live::Live::assemble(
         snap,
         &live::Registries {
             jwks: &jwks,
             credentials: &credentials,
+            vault,
         },
         None,
     );
@@ -307,6 +325,7 @@ pub async fn start(config_path: &Path, env: Env) -> Result<Gateway, StartError> 
         jwks,
         tokens,
         replay: Arc::new(replay::SharedReplayStore::new(cluster.clone())),
+        vault: vault_slot,
         cluster,
         metrics,
         audit: arc_swap::ArcSwapOption::new(audit),

@@ -25,6 +25,7 @@ use crate::tls;
 mod route;
 mod sections;
 mod upstream;
+mod zoom_user;
 
 use route::{Declared, Refs};
 use upstream::TrustCache;
@@ -110,6 +111,8 @@ pub fn build(
         mode,
         errors: Vec::new(),
         warnings: Vec::new(),
+        zoom_users: BTreeMap::new(),
+        declared_zoom_users: BTreeSet::new(),
     };
     for p in unknown {
         let name = p.to_string();
@@ -158,6 +161,9 @@ struct Builder<'a, 'i> {
     mode: BuildMode,
     errors: Vec<ConfigError>,
     warnings: Vec<ConfigError>,
+    /// `[zoom_user.*]` built so far (credentials and routes refer to them).
+    zoom_users: BTreeMap<String, Arc<ZoomUserAppSettings>>,
+    declared_zoom_users: BTreeSet<String>,
 }
 
 const DEFAULT_MAX_HEADER_BYTES: u64 = 16 * 1024;
@@ -329,6 +335,20 @@ impl Builder<'_, '_> {
 
         let identities = self.named(&raw.identity, "identity", Self::identity);
         let zoom_apps = self.named(&raw.zoom_app, "zoom_app", Self::zoom_app);
+        self.declared_zoom_users = raw.zoom_user.keys().cloned().collect();
+        self.zoom_users = self.named(&raw.zoom_user, "zoom_user", Self::zoom_user);
+        let grants = match &raw.grants {
+            Some(g) => self.grants(g, &root.key("grants"), raw.cluster.is_some()),
+            None => {
+                if !raw.zoom_user.is_empty() {
+                    self.err(
+                        &root.key("grants"),
+                        "[zoom_user.*] keeps users' Zoom grants: a [grants] section (key_id, key, path) is required",
+                    );
+                }
+                None
+            }
+        };
         let credentials = self.named(&raw.credential, "credential", Self::credential);
         let webhooks = self.named(&raw.webhook, "webhook", Self::webhook);
 
@@ -387,6 +407,8 @@ impl Builder<'_, '_> {
             cluster,
             identities,
             zoom_apps,
+            grants,
+            zoom_users: std::mem::take(&mut self.zoom_users),
             credentials,
             webhooks,
             routes,

@@ -13,6 +13,7 @@ pub mod pattern;
 pub mod raw;
 mod redis_url;
 pub mod source;
+mod zoom_user;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -27,6 +28,7 @@ use secrecy::SecretString;
 
 pub use build::{build, load_file, BuildMode, LoadError};
 pub use redis_url::{redis_target, RedisTarget};
+pub use zoom_user::{GrantSettings, ZoomUserAppSettings, ZoomUserOp, ZoomUserRoute};
 
 pub use pattern::PathPattern;
 
@@ -64,6 +66,9 @@ pub struct Snapshot {
     pub cluster: Option<ClusterSettings>,
     pub identities: BTreeMap<String, Arc<IdentitySettings>>,
     pub zoom_apps: BTreeMap<String, Arc<ZoomAppSettings>>,
+    /// `[grants]`, required when a `[zoom_user.*]` is configured.
+    pub grants: Option<GrantSettings>,
+    pub zoom_users: BTreeMap<String, Arc<ZoomUserAppSettings>>,
     pub credentials: BTreeMap<String, Arc<CredentialSettings>>,
     pub webhooks: BTreeMap<String, Arc<WebhookSettings>>,
     /// Routes in file order; the first match wins.
@@ -210,6 +215,17 @@ pub enum CredentialKind {
         api_secret: SecretString,
         ttl: Duration,
     },
+    /// A ZAK of the caller's connected Zoom user (cached per grant).
+    ZoomZak {
+        app: Arc<ZoomUserAppSettings>,
+        ttl: Duration,
+    },
+    /// An OBF token of the caller's connected Zoom user for one meeting
+    /// (fresh per answer).
+    ZoomObf {
+        app: Arc<ZoomUserAppSettings>,
+        ttl: Duration,
+    },
     OAuthClientCredentials {
         token_url: http::Uri,
         client_id: String,
@@ -229,6 +245,8 @@ impl CredentialKind {
             CredentialKind::ZoomVideoSdk { .. } => "zoom_video_sdk",
             CredentialKind::ZoomS2sOAuth { .. } => "zoom_s2s_oauth",
             CredentialKind::OpenTokProject { .. } => "opentok_project",
+            CredentialKind::ZoomZak { .. } => "zoom_zak",
+            CredentialKind::ZoomObf { .. } => "zoom_obf",
             CredentialKind::OAuthClientCredentials { .. } => "oauth_client_credentials",
         }
     }
@@ -308,6 +326,8 @@ pub enum Action {
         webhook: Arc<WebhookSettings>,
         to: Forwarding,
     },
+    /// Connect, callback, status or disconnect of the caller's Zoom grant.
+    ZoomUser(ZoomUserRoute),
 }
 
 impl Action {
@@ -315,7 +335,7 @@ impl Action {
     pub fn forwarding(&self) -> Option<&Forwarding> {
         match self {
             Action::Forward { to, .. } | Action::Webhook { to, .. } => Some(to),
-            Action::Respond(_) => None,
+            Action::Respond(_) | Action::ZoomUser(_) => None,
         }
     }
 }
@@ -387,6 +407,10 @@ pub struct Inject {
 #[derive(Debug)]
 pub struct Respond {
     pub credential: Arc<CredentialSettings>,
+    /// A `zoom_zak` credential added to a Meeting SDK answer as `zak`.
+    pub zak: Option<Arc<CredentialSettings>>,
+    /// A `zoom_obf` credential added as `obfToken` (for `meetingNumber`).
+    pub obf: Option<Arc<CredentialSettings>>,
     pub host_roles: Vec<String>,
     pub session_param: Option<String>,
 }

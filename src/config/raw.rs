@@ -27,6 +27,9 @@ pub struct RawConfig {
     pub identity: BTreeMap<String, RawIdentity>,
     #[serde(default)]
     pub zoom_app: BTreeMap<String, RawZoomApp>,
+    pub grants: Option<RawGrants>,
+    #[serde(default)]
+    pub zoom_user: BTreeMap<String, RawZoomUser>,
     #[serde(default)]
     pub credential: BTreeMap<String, RawCredential>,
     #[serde(default)]
@@ -123,6 +126,34 @@ pub struct RawCredential {
     pub scope: Option<String>,
     pub audience: Option<String>,
     pub client_auth: Option<String>,
+    pub zoom_user: Option<String>,
+}
+
+/// `[grants]`: the encrypted vault of users' Zoom grants.
+#[derive(Deserialize)]
+pub struct RawGrants {
+    pub key_id: Option<String>,
+    pub key: Option<SecretString>,
+    pub previous_keys: Option<BTreeMap<String, SecretString>>,
+    pub path: Option<String>,
+}
+
+/// `[zoom_user.NAME]`: a Zoom app users authorize (OAuth code + PKCE).
+#[derive(Deserialize)]
+pub struct RawZoomUser {
+    pub client_id: Option<String>,
+    pub client_secret: Option<SecretString>,
+    pub redirect_uri: Option<String>,
+    pub return_to: Option<Vec<String>>,
+    pub oauth_url: Option<String>,
+    pub api_url: Option<String>,
+}
+
+/// Route `zoom_user = { app = "NAME", action = "connect" }`
+#[derive(Deserialize)]
+pub struct RawZoomUserRoute {
+    pub app: Option<String>,
+    pub action: Option<String>,
 }
 
 /// `[webhook.NAME]`
@@ -154,6 +185,7 @@ pub struct RawRoute {
     pub inject: Option<Vec<RawInject>>,
     pub respond: Option<RawRespond>,
     pub verify_webhook: Option<String>,
+    pub zoom_user: Option<RawZoomUserRoute>,
 }
 
 /// Route `authorize = { ... }`
@@ -183,6 +215,8 @@ pub struct RawRespond {
     pub credential: Option<String>,
     pub host_roles: Option<Vec<String>>,
     pub session_param: Option<String>,
+    pub zak: Option<String>,
+    pub obf: Option<String>,
 }
 
 /// Route `authenticate`: `"none"`, `"NAME"`, `["a", "b"]` or

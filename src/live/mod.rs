@@ -11,15 +11,18 @@
 //! authority and trust roots are unchanged.
 
 pub mod reload;
+pub mod vaults;
+pub mod zoom_users;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::config::{Action, IdentitySettings, Inject, Route, Snapshot, Upstream};
+use crate::config::{Action, CredentialKind, IdentitySettings, Inject, Route, Snapshot, Upstream};
 use crate::credentials::oauth::{CredentialRegistry, TokenSource};
 use crate::jwks::{IssuerKeys, JwksRegistry};
 use crate::pipeline::forward::{self, UpstreamClient};
 use crate::pipeline::pool::H1Pool;
+use zoom_users::ZoomUsers;
 
 /// The configuration in force, with its live parts.
 pub struct Live {
@@ -34,6 +37,8 @@ pub struct Live {
     pub identity_keys: HashMap<String, Arc<IssuerKeys>>,
     /// Token sources of fetched credentials by name (readiness, admin).
     pub credential_sources: HashMap<String, Arc<TokenSource>>,
+    /// Each `[zoom_user.NAME]` as running (deauthorization reaches them).
+    pub zoom_users: HashMap<String, Arc<ZoomUsers>>,
     connections: Connections,
 }
 
@@ -48,6 +53,12 @@ pub struct LiveRoute {
     /// The connections to its upstream (none for a route the gateway
     /// answers).
     pub upstream: Option<Connection>,
+    /// The Zoom app of a `zoom_user` route.
+    pub zoom_user: Option<Arc<ZoomUsers>>,
+    /// The Zoom apps a Meeting SDK answer takes its `zak` and `obfToken`
+    /// from.
+    pub zak: Option<Arc<ZoomUsers>>,
+    pub obf: Option<Arc<ZoomUsers>>,
 }
 
 impl AsRef<Route> for LiveRoute {
@@ -68,6 +79,8 @@ pub struct LiveIdentity {
 pub struct LiveInject {
     pub settings: Arc<Inject>,
     pub source: Option<Arc<TokenSource>>,
+    /// For `zoom_zak` / `zoom_obf`: the Zoom app the caller connected.
+    pub user: Option<Arc<ZoomUsers>>,
 }
 
 /// How requests reach one upstream.
@@ -84,6 +97,8 @@ pub struct Connection {
 pub struct Registries<'a> {
     pub jwks: &'a JwksRegistry,
     pub credentials: &'a CredentialRegistry,
+    /// The grant vault, when `[grants]` is configured.
+    pub vault: Option<Arc<crate::vault::Vault>>,
 }
 
 /// Upstream clients by trust fingerprint and plain-HTTP pools by
@@ -138,6 +153,23 @@ impl Live {
         let outbound = connections.client(old, &settings.outbound_trust, &settings.outbound_roots);
         let identity_keys = reg.jwks.sync(&settings, &outbound);
         let credential_sources = reg.credentials.sync(&settings, &outbound);
+        let zoom_users: HashMap<String, Arc<ZoomUsers>> = match &reg.vault {
+            Some(vault) => settings
+                .zoom_users
+                .iter()
+                .map(|(name, app)| {
+                    let live = ZoomUsers::new(app.clone(), outbound.clone(), vault.clone());
+                    (name.clone(), Arc::new(live))
+                })
+                .collect(),
+            None => HashMap::new(),
+        };
+        let user_of = |c: &crate::config::CredentialSettings| match &c.kind {
+            CredentialKind::ZoomZak { app, .. } | CredentialKind::ZoomObf { app, .. } => {
+                zoom_users.get(&app.name).cloned()
+            }
+            _ => None,
+        };
         let routes = settings
             .routes
             .iter()
@@ -159,6 +191,7 @@ impl Live {
                         .map(|i| LiveInject {
                             settings: i.clone(),
                             source: credential_sources.get(&i.credential.name).cloned(),
+                            user: user_of(&i.credential),
                         })
                         .collect(),
                     _ => Vec::new(),
@@ -167,6 +200,18 @@ impl Live {
                     .action
                     .forwarding()
                     .map(|f| connections.connection(old, &f.upstream)),
+                zoom_user: match &route.action {
+                    Action::ZoomUser(z) => zoom_users.get(&z.app.name).cloned(),
+                    _ => None,
+                },
+                zak: match &route.action {
+                    Action::Respond(r) => r.zak.as_deref().and_then(user_of),
+                    _ => None,
+                },
+                obf: match &route.action {
+                    Action::Respond(r) => r.obf.as_deref().and_then(user_of),
+                    _ => None,
+                },
             })
             .collect();
         Live {
@@ -175,6 +220,7 @@ impl Live {
             outbound,
             identity_keys,
             credential_sources,
+            zoom_users,
             connections,
         }
     }

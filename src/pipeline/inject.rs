@@ -21,7 +21,8 @@ use crate::credentials::mint::{
 use crate::credentials::oauth::{CachedToken, TokenSource};
 use crate::credentials::{granted_role, now_secs};
 use crate::error::GatewayError;
-use crate::live::LiveRoute;
+use crate::live::zoom_users::ZoomUsers;
+use crate::live::{LiveInject, LiveRoute};
 
 /// What `inject` produced for one request.
 #[derive(Default)]
@@ -148,6 +149,22 @@ pub async fn inject(
                     now_secs(),
                 )
             }
+            CredentialKind::ZoomZak { ttl, .. } => {
+                let (users, p) = user_app(live, principal, &cred.name)?;
+                out.minted.push((cred.name.clone(), None));
+                let zak = users.zak(p, *ttl).await.map_err(GatewayError::ZoomUser)?;
+                zak.expose_secret().to_owned()
+            }
+            CredentialKind::ZoomObf { ttl, .. } => {
+                let meeting = meeting_number_for(inj, captures, query)?;
+                let (users, p) = user_app(live, principal, &cred.name)?;
+                out.minted.push((cred.name.clone(), None));
+                let obf = users
+                    .obf(p, &meeting, *ttl)
+                    .await
+                    .map_err(GatewayError::ZoomUser)?;
+                obf.expose_secret().to_owned()
+            }
             CredentialKind::ZoomS2sOAuth { .. } | CredentialKind::OAuthClientCredentials { .. } => {
                 let source = live
                     .source
@@ -161,6 +178,34 @@ pub async fn inject(
         out.headers.push((inj.header.clone(), sensitive(&value)?));
     }
     Ok(out)
+}
+
+/// The Zoom app of a `zoom_zak` / `zoom_obf` entry and the caller it is
+/// fetched for (the route authenticates bearer tokens: `check` says so).
+fn user_app<'a>(
+    live: &'a LiveInject,
+    principal: Option<&'a Principal>,
+    name: &str,
+) -> Result<(&'a ZoomUsers, &'a Principal), GatewayError> {
+    match (live.user.as_deref(), principal) {
+        (Some(u), Some(p)) => Ok((u, p)),
+        _ => Err(unavailable(name)),
+    }
+}
+
+/// The `ttl` of a `zoom_zak` / `zoom_obf` credential, when one is named.
+fn user_ttl(c: &Option<Arc<crate::config::CredentialSettings>>) -> Option<Duration> {
+    c.as_ref().map(|c| match c.kind {
+        CredentialKind::ZoomZak { ttl, .. } | CredentialKind::ZoomObf { ttl, .. } => ttl,
+        _ => Duration::from_secs(crate::zoom_user::DEFAULT_USER_TOKEN_TTL),
+    })
+}
+
+/// The Zoom apps a Meeting SDK answer takes `zak` and `obfToken` from.
+#[derive(Default, Clone, Copy)]
+pub struct UserApps<'a> {
+    pub zak: Option<&'a ZoomUsers>,
+    pub obf: Option<&'a ZoomUsers>,
 }
 
 /// The token of a fetched credential for one request. A cached token is
@@ -229,8 +274,9 @@ fn meeting_number_for(
 }
 
 /// Answers a `respond` route: parse the JSON request, decide the role, mint.
-pub fn respond(
+pub async fn respond(
     resp: &Respond,
+    apps: UserApps<'_>,
     principal: Option<&Principal>,
     captures: &Captures,
     body: &Bytes,
@@ -276,6 +322,25 @@ pub fn respond(
                 ttl.as_secs(),
                 now,
             );
+            // The caller's Zoom user joins with a ZAK or an OBF token
+            // (meetings outside the app's account require one since
+            // 2026-03): fetched for the caller's own grant.
+            let zak = match (user_ttl(&resp.zak), apps.zak, principal) {
+                (Some(ttl), Some(app), Some(p)) => {
+                    Some(app.zak(p, ttl).await.map_err(GatewayError::ZoomUser)?)
+                }
+                (Some(_), _, _) => return Err(unavailable(&cred.name)),
+                (None, _, _) => None,
+            };
+            let obf = match (user_ttl(&resp.obf), apps.obf, principal) {
+                (Some(ttl), Some(app), Some(p)) => Some(
+                    app.obf(p, &meeting, ttl)
+                        .await
+                        .map_err(GatewayError::ZoomUser)?,
+                ),
+                (Some(_), _, _) => return Err(unavailable(&cred.name)),
+                (None, _, _) => None,
+            };
             #[derive(Serialize)]
             #[serde(rename_all = "camelCase")]
             struct Answer<'a> {
@@ -283,12 +348,18 @@ pub fn respond(
                 sdk_key: &'a str,
                 meeting_number: &'a str,
                 role: u8,
+                #[serde(skip_serializing_if = "Option::is_none")]
+                zak: Option<&'a str>,
+                #[serde(skip_serializing_if = "Option::is_none")]
+                obf_token: Option<&'a str>,
             }
             serde_json::to_string(&Answer {
                 signature: &signature,
                 sdk_key: client_id,
                 meeting_number: &meeting,
                 role,
+                zak: zak.as_ref().map(|z| z.expose_secret()),
+                obf_token: obf.as_ref().map(|o| o.expose_secret()),
             })
         }
         CredentialKind::ZoomVideoSdk {

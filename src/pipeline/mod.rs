@@ -15,6 +15,7 @@ mod request;
 pub mod route;
 mod stages;
 pub mod webhook;
+mod zoom_user;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -171,6 +172,7 @@ async fn run(
             cx.forward(req, *websocket, principal.as_deref(), headers)
                 .await
         }
+        Action::ZoomUser(spec) => cx.zoom_user(spec, req, principal.as_deref()).await,
         Action::Webhook { .. } => Err(cx.stage_unavailable("verify_webhook")),
     }
 }

@@ -65,7 +65,12 @@ impl Ctx<'_> {
     ) -> Answer {
         let (parts, body) = req.into_parts();
         let bytes = read_body(body, &parts.headers, &self.live.settings.limits).await?;
-        let (answer, credential, role) = inject::respond(spec, principal, &self.captures, &bytes)?;
+        let apps = inject::UserApps {
+            zak: self.route.zak.as_deref(),
+            obf: self.route.obf.as_deref(),
+        };
+        let (answer, credential, role) =
+            inject::respond(spec, apps, principal, &self.captures, &bytes).await?;
         tracing::info!(route = %self.route.settings.name, credential, granted_role = role, "credential minted for the caller");
         self.log.minted.push((credential, Some(role)));
         Ok(answer)
@@ -224,6 +229,11 @@ impl Ctx<'_> {
             }
             crate::replay::Claim::Fresh(d) => d,
         };
+        if settings.kind == crate::config::WebhookKind::Zoom
+            && obj.get("event").and_then(|e| e.as_str()) == Some("app_deauthorized")
+        {
+            super::zoom_user::deauthorized(self.live, &event).await;
+        }
         let verified_header = vec![(
             HeaderName::from_static("x-webhook-verified"),
             HeaderValue::from_str(name).map_err(|_| self.stage_unavailable("verify_webhook"))?,

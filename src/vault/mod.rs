@@ -270,7 +270,28 @@ impl Vault {
         F: FnOnce(Grant) -> Fut,
         Fut: Future<Output = Result<Grant, E>>,
     {
-        let fresh = |l: &LoadedGrant| !l.grant.needs_refresh(now(), REFRESH_MARGIN_SECS);
+        let stale = |g: &Grant| g.needs_refresh(now(), REFRESH_MARGIN_SECS);
+        self.refreshed_if(key, stale, refresh, drop_grant).await
+    }
+
+    /// [`Vault::refreshed`] with the caller's notion of stale: e.g. "about
+    /// to expire, or holding the access token Zoom just refused" (a
+    /// concurrent caller that finds the pair already replaced uses it).
+    ///
+    /// # Errors
+    /// [`RefreshFailure`].
+    pub async fn refreshed_if<E, F, Fut>(
+        &self,
+        key: &GrantKey,
+        stale: impl Fn(&Grant) -> bool,
+        refresh: F,
+        drop_grant: impl FnOnce(&E) -> bool,
+    ) -> Result<Option<Grant>, RefreshFailure<E>>
+    where
+        F: FnOnce(Grant) -> Fut,
+        Fut: Future<Output = Result<Grant, E>>,
+    {
+        let fresh = |l: &LoadedGrant| !stale(&l.grant);
         match self.get(key).await? {
             None => return Ok(None),
             Some(l) if fresh(&l) => return Ok(Some(l.grant)),

@@ -237,19 +237,25 @@ impl ZoomUserClient {
         &self,
         api_url: &str,
         access_token: &SecretString,
-        mut query: form_urlencoded::Serializer<'_, String>,
+        pairs: &[(&str, &str)],
         ttl: Option<u64>,
     ) -> Result<UserToken, ZoomUserError> {
-        if let Some(ttl) = ttl {
-            if !(1..=MAX_USER_TOKEN_TTL).contains(&ttl) {
-                return Err(ZoomUserError::InvalidRequest {
-                    reason: "ttl must be 1 second to one year",
-                });
+        // Built before any await: the serializer is not Send.
+        let query = {
+            let mut query = form_urlencoded::Serializer::new(String::new());
+            query.extend_pairs(pairs);
+            if let Some(ttl) = ttl {
+                if !(1..=MAX_USER_TOKEN_TTL).contains(&ttl) {
+                    return Err(ZoomUserError::InvalidRequest {
+                        reason: "ttl must be 1 second to one year",
+                    });
+                }
+                query.append_pair("ttl", &ttl.to_string());
             }
-            query.append_pair("ttl", &ttl.to_string());
-        }
+            query.finish()
+        };
         let fetched_at = now_secs();
-        let path = format!("/v2/users/me/token?{}", query.finish());
+        let path = format!("/v2/users/me/token?{query}");
         let json = self.api_get(api_url, &path, access_token).await?;
         let lifetime = ttl.unwrap_or(DEFAULT_USER_TOKEN_TTL);
         parse::user_token(&json, fetched_at.saturating_add(lifetime))
@@ -265,9 +271,8 @@ impl ZoomUserClient {
         access_token: &SecretString,
         ttl: Option<u64>,
     ) -> Result<UserToken, ZoomUserError> {
-        let mut q = form_urlencoded::Serializer::new(String::new());
-        q.append_pair("type", "zak");
-        self.user_token(api_url, access_token, q, ttl).await
+        self.user_token(api_url, access_token, &[("type", "zak")], ttl)
+            .await
     }
 
     /// An OBF token bound to `meeting_id` (`GET
@@ -294,9 +299,7 @@ impl ZoomUserClient {
                 reason: "meeting_id must be a meeting number (1 to 20 digits)",
             });
         }
-        let mut q = form_urlencoded::Serializer::new(String::new());
-        q.append_pair("type", "onbehalf")
-            .append_pair("meeting_id", meeting_id);
-        self.user_token(api_url, access_token, q, ttl).await
+        let pairs = [("type", "onbehalf"), ("meeting_id", meeting_id)];
+        self.user_token(api_url, access_token, &pairs, ttl).await
     }
 }

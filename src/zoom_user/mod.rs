@@ -63,34 +63,7 @@ impl fmt::Debug for ZoomUserSettings {
     }
 }
 
-/// Checks a base URL: `https://host[:port]` (or `http://` to a loopback
-/// host), no path beyond `/`, no query, no user info. Returns it without a
-/// trailing slash.
-///
-/// # Errors
-/// What is wrong with it (the URL is quoted: bases are not secret).
-pub fn check_base(url: &str) -> Result<String, String> {
-    let uri: http::Uri = url.parse().map_err(|_| format!("`{url}` is not a URL"))?;
-    let host = uri.host().ok_or_else(|| format!("`{url}` has no host"))?;
-    match uri.scheme_str() {
-        Some("https") => {}
-        Some("http") if crate::net::is_loopback_host(host) => {}
-        Some("http") => {
-            return Err(format!(
-                "`{url}`: http:// is only allowed for loopback hosts"
-            ))
-        }
-        _ => return Err(format!("`{url}` must be an https:// URL")),
-    }
-    let authority = uri.authority().map(|a| a.as_str()).unwrap_or_default();
-    if authority.contains('@') || uri.query().is_some() || !matches!(uri.path(), "" | "/") {
-        return Err(format!("`{url}` must be scheme://host[:port] only"));
-    }
-    Ok(format!(
-        "{}://{authority}",
-        uri.scheme_str().unwrap_or("https")
-    ))
-}
+pub use crate::net::check_base_url as check_base;
 
 /// A PKCE `code_verifier` (RFC 7636): secret until the code exchange.
 pub struct PkceVerifier(SecretString);

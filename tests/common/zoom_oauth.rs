@@ -124,7 +124,19 @@ impl ZoomOAuth {
         }
     }
 
-    /// The live grants' refresh tokens (to check nothing leaked them).
+    /// Every access and refresh token issued (to check none is stored or
+    /// shown in clear).
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.books
+            .lock()
+            .unwrap()
+            .grants
+            .iter()
+            .flat_map(|g| [g.access.clone(), g.refresh.clone()])
+            .collect()
+    }
+
+    /// How many grants are live (not revoked or rotated away).
     pub fn live_grants(&self) -> usize {
         self.books
             .lock()

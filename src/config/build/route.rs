@@ -186,13 +186,24 @@ impl Builder<'_, '_> {
             .as_ref()
             .and_then(|resp| self.respond(resp, &p.key("respond"), refs, &captures, has_identity));
 
+        let zoom_user = r.zoom_user.as_ref().and_then(|z| {
+            let public = matches!(authenticate, Some(Authenticate::None));
+            self.zoom_user_route(z, &p.key("zoom_user"), has_identity, public)
+        });
+
         self.dead_combinations(r, p);
 
-        let upstream = match (&r.upstream, r.respond.is_some()) {
+        let answered = r.respond.is_some() || r.zoom_user.is_some();
+        let upstream = match (&r.upstream, answered) {
             (Some(_), true) => {
+                let key = if r.respond.is_some() {
+                    "respond"
+                } else {
+                    "zoom_user"
+                };
                 self.err(
                     &p.key("upstream"),
-                    "a `respond` route is answered by the gateway and takes no `upstream`",
+                    format!("a `{key}` route is answered by the gateway and takes no `upstream`"),
                 );
                 None
             }
@@ -227,6 +238,7 @@ impl Builder<'_, '_> {
         let authenticate = authenticate?;
         let action = match (respond, verify_webhook) {
             (Some(respond), _) => Action::Respond(respond),
+            (None, _) if r.zoom_user.is_some() => Action::ZoomUser(zoom_user?),
             (None, webhook) => {
                 let to = Forwarding {
                     upstream: upstream?,
@@ -262,7 +274,22 @@ impl Builder<'_, '_> {
     /// forwards the verified event as it came, so what only forwarding or
     /// injection uses is refused there rather than silently ignored.
     pub(super) fn dead_combinations(&mut self, r: &RawRoute, p: &KeyPath) {
-        let (stage, unused): (&str, &[(&str, bool)]) = if r.respond.is_some() {
+        let (stage, unused): (&str, &[(&str, bool)]) = if r.zoom_user.is_some() {
+            (
+                "a `zoom_user` route is answered by the gateway",
+                &[
+                    ("respond", r.respond.is_some()),
+                    ("inject", r.inject.is_some()),
+                    ("verify_webhook", r.verify_webhook.is_some()),
+                    ("websocket", r.websocket.is_some()),
+                    ("forward_bearer", r.forward_bearer.is_some()),
+                    ("preserve_host", r.preserve_host.is_some()),
+                    ("strip_prefix", r.strip_prefix.is_some()),
+                    ("upstream_ca", r.upstream_ca.is_some()),
+                    ("claims_to_headers", r.claims_to_headers.is_some()),
+                ],
+            )
+        } else if r.respond.is_some() {
             (
                 "a `respond` route is answered by the gateway",
                 &[
@@ -402,20 +429,28 @@ impl Builder<'_, '_> {
             r.session_param.as_deref(),
             captures,
         );
-        if r.meeting_query.is_some() && kind.is_some_and(|k| k != "zoom_meeting_sdk") {
+        let for_meeting = |k: &str| matches!(k, "zoom_meeting_sdk" | "zoom_obf");
+        if r.meeting_query.is_some() && kind.is_some_and(|k| !for_meeting(k)) {
             self.err(
                 &p.key("meeting_query"),
-                "only applies to a zoom_meeting_sdk credential",
+                "only applies to a zoom_meeting_sdk or zoom_obf credential",
             );
         }
-        if kind == Some("zoom_meeting_sdk")
-            && r.meeting_param.is_none()
-            && r.meeting_query.is_none()
-        {
-            self.err(
-                p,
-                "a zoom_meeting_sdk injection needs `meeting_param` or `meeting_query`",
-            );
+        if let Some(k) = kind.filter(|k| for_meeting(k)) {
+            if r.meeting_param.is_none() && r.meeting_query.is_none() {
+                self.err(
+                    p,
+                    format!("a {k} injection needs `meeting_param` or `meeting_query`"),
+                );
+            }
+        }
+        if let Some(k) = kind.filter(|k| matches!(*k, "zoom_zak" | "zoom_obf")) {
+            if !has_identity {
+                self.err(
+                    p,
+                    format!("a {k} credential is fetched for the caller's own Zoom grant: the route needs `authenticate` with a bearer-token identity"),
+                );
+            }
         }
         if kind == Some("zoom_video_sdk") && r.session_param.is_none() {
             self.err(p, "a zoom_video_sdk injection needs `session_param`");
@@ -458,7 +493,31 @@ impl Builder<'_, '_> {
             self.err(p, "a zoom_video_sdk respond needs `session_param`");
         }
         self.host_roles_rules(p, Some(kind), r.host_roles.as_ref(), has_identity);
+        let user_token = |b: &mut Self, name: &Option<String>, key: &str, want: &str| {
+            name.as_ref()?;
+            let c = b.credential_ref(name, &p.key(key), refs)?.clone();
+            if c.kind.type_name() != want {
+                b.err(
+                    &p.key(key),
+                    format!(
+                        "names a {} credential; `{key}` takes a {want} one",
+                        c.kind.type_name()
+                    ),
+                );
+            }
+            if kind != "zoom_meeting_sdk" {
+                b.err(
+                    &p.key(key),
+                    "only applies to a zoom_meeting_sdk answer (the Meeting SDK joins with it)",
+                );
+            }
+            Some(c)
+        };
+        let zak = user_token(self, &r.zak, "zak", "zoom_zak");
+        let obf = user_token(self, &r.obf, "obf", "zoom_obf");
         Some(Respond {
+            zak,
+            obf,
             credential: cred.clone(),
             host_roles: r.host_roles.clone().unwrap_or_default(),
             session_param: r.session_param.clone(),
@@ -473,9 +532,13 @@ impl Builder<'_, '_> {
         session: Option<&str>,
         captures: &[&str],
     ) {
-        for (key, value, for_kind) in [
-            ("meeting_param", meeting, "zoom_meeting_sdk"),
-            ("session_param", session, "zoom_video_sdk"),
+        for (key, value, for_kinds) in [
+            (
+                "meeting_param",
+                meeting,
+                &["zoom_meeting_sdk", "zoom_obf"][..],
+            ),
+            ("session_param", session, &["zoom_video_sdk"][..]),
         ] {
             let Some(v) = value else { continue };
             if !captures.contains(&v) {
@@ -484,10 +547,10 @@ impl Builder<'_, '_> {
                     format!("\"{v}\" is not a `{{{v}}}` capture in the route's `path`"),
                 );
             }
-            if kind.is_some_and(|k| k != for_kind) {
+            if kind.is_some_and(|k| !for_kinds.contains(&k)) {
                 self.err(
                     &p.key(key),
-                    format!("only applies to a {for_kind} credential"),
+                    format!("only applies to a {} credential", for_kinds.join(" or ")),
                 );
             }
         }

@@ -290,6 +290,7 @@ impl Builder<'_, '_> {
             ("scope", r.scope.is_some()),
             ("audience", r.audience.is_some()),
             ("client_auth", r.client_auth.is_some()),
+            ("zoom_user", r.zoom_user.is_some()),
         ];
         for (key, set) in present {
             if set && !allowed.contains(&key) {
@@ -401,6 +402,36 @@ impl Builder<'_, '_> {
                     refresh_before,
                 }
             }
+            "zoom_zak" | "zoom_obf" => {
+                let app = self
+                    .required(&r.zoom_user, &p.key("zoom_user"))
+                    .and_then(|n| {
+                        let found = self.zoom_users.get(n).cloned();
+                        if found.is_none() && !self.declared_zoom_users.contains(n) {
+                            let msg = super::route::undefined(
+                                "zoom_user",
+                                n,
+                                self.declared_zoom_users.iter(),
+                            );
+                            self.err(&p.key("zoom_user"), msg);
+                        }
+                        found
+                    });
+                // Zoom: default 7200 s, at most a year.
+                let ttl = r.ttl_secs.unwrap_or(7200);
+                if !(60..=31_536_000).contains(&ttl) {
+                    self.err(
+                        &p.key("ttl_secs"),
+                        format!("{ttl} is outside Zoom's window 60..=31536000 seconds"),
+                    );
+                }
+                let (app, ttl) = (app?, Duration::from_secs(ttl));
+                if kind == "zoom_zak" {
+                    CredentialKind::ZoomZak { app, ttl }
+                } else {
+                    CredentialKind::ZoomObf { app, ttl }
+                }
+            }
             other => unreachable!("credential type {other} has keys but no builder"),
         };
         Some(CredentialSettings {
@@ -497,6 +528,8 @@ const CREDENTIAL_TYPES: &[(&str, &[&str])] = &[
         ],
     ),
     ("opentok_project", &["api_key", "api_secret", "ttl_secs"]),
+    ("zoom_zak", &["zoom_user", "ttl_secs"]),
+    ("zoom_obf", &["zoom_user", "ttl_secs"]),
     (
         "oauth_client_credentials",
         &[
