@@ -416,17 +416,7 @@ async fn nothing_secret_is_written_anywhere() {
         ("audit file", audit_text.as_str()),
         ("metrics", metrics.as_str()),
     ];
-    for (what, needle) in &forbidden {
-        for (place, hay) in &places {
-            assert!(!hay.contains(needle.as_str()), "{what} found in {place}");
-        }
-        for t in &seen.text {
-            assert!(
-                !t.contains(needle.as_str()),
-                "{what} found in a response: {t}"
-            );
-        }
-    }
+    leak::assert_nowhere(&forbidden, &places, &seen.text);
     // A respond route's body holds only its own credential.
     for body in &seen.responded {
         for s in [

@@ -518,6 +518,7 @@ impl Drop for BinaryGateway {
 }
 pub mod h2;
 pub mod issuer;
+pub mod leak;
 pub mod token_server;
 pub mod zoom_oauth;
 

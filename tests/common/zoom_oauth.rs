@@ -90,6 +90,8 @@ pub struct ZoomOAuth {
     pub delay_ms: AtomicU64,
     /// The last user-token query string, for asserting `ttl`.
     pub last_token_query: Mutex<String>,
+    /// Every PKCE `code_verifier` received (to check none leaked).
+    pub verifiers: Mutex<Vec<String>>,
     /// `https://localhost:PORT`, the OAuth and API base (and `api_url`).
     pub base: Mutex<String>,
     books: Mutex<Books>,
@@ -273,6 +275,7 @@ impl ZoomOAuth {
             "authorization_code" => {
                 self.token_code.fetch_add(1, Ordering::SeqCst);
                 let verifier = get("code_verifier");
+                self.verifiers.lock().unwrap().push(verifier.to_owned());
                 let ok = match books.codes.get_mut(get("code")) {
                     Some(c) if !c.used && c.issued.elapsed() < CODE_LIFETIME => {
                         c.used = true;
