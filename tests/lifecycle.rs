@@ -112,6 +112,10 @@ const EXAMPLE_ENV: &[(&str, &str)] = &[
     ("OPENTOK_API_KEY", "12345678"),
     ("OPENTOK_API_SECRET", "contract-opentok-secret-value"),
     ("ZOOM_WEBHOOK_SECRET_TOKEN", "contract-webhook-secret-value"),
+    (
+        "MEETGATE_GRANT_KEY",
+        "Y29udHJhY3QtZ3JhbnQta2V5LXZhbHVlLTMyYnl0ZXM=",
+    ),
 ];
 
 fn example_config() -> std::path::PathBuf {

@@ -259,7 +259,13 @@ fn the_example_file_builds() {
         "/config/meetgate.example.toml"
     ))
     .expect("config/meetgate.example.toml");
-    let any = |_: &str| Some("x-test-value".to_owned());
+    let any = |k: &str| {
+        Some(match k {
+            // [grants] keys are 32 bytes in base64.
+            "MEETGATE_GRANT_KEY" => "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".to_owned(),
+            _ => "x-test-value".to_owned(),
+        })
+    };
     let snap = build(
         &text,
         Path::new("/nonexistent/meetgate.toml"),
@@ -267,12 +273,12 @@ fn the_example_file_builds() {
         &any,
     )
     .unwrap_or_else(|e| panic!("{e:#?}"));
-    assert_eq!(snap.routes.len(), 8);
+    assert_eq!(snap.routes.len(), 13);
     assert!(matches!(
         &snap.routes[0].authenticate,
         Authenticate::Identities(ids) if ids.iter().map(|i| i.name.as_str()).eq(["corp"])
     ));
-    assert!(matches!(snap.routes[7].authenticate, Authenticate::None));
+    assert!(matches!(snap.routes[12].authenticate, Authenticate::None));
 }
 
 use crate::test_vectors::vector;

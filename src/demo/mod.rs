@@ -15,9 +15,16 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-/// The demo configuration; `{listen}`, `{admin}`, `{upstream}` and `{issuer}`
-/// are filled in at start. Kept in the repository as `config/demo.toml.in`.
-pub const DEMO_CONFIG: &str = include_str!("../config/demo.toml.in");
+mod zoom;
+pub use zoom::DevZoom;
+
+/// The demo configuration; `{listen}`, `{admin}`, `{upstream}`, `{issuer}`
+/// and `{zoom}` are filled in at start. Kept in the repository as `config/demo.toml.in`.
+pub const DEMO_CONFIG: &str = include_str!("../../config/demo.toml.in");
+
+/// The demo Zoom app's credentials (as written in `config/demo.toml.in`).
+const DEMO_ZOOM_CLIENT_ID: &str = "demoSdkKey";
+const DEMO_ZOOM_CLIENT_SECRET: &str = "demo-meeting-sdk-secret";
 
 /// Where the demo runs.
 #[derive(Debug, Clone)]
@@ -50,11 +57,16 @@ pub async fn prepare(opts: &DemoOptions) -> anyhow::Result<DemoSetup> {
     let issuer = issuer_listener.local_addr()?;
     let dev_issuer = DevIssuer::new(format!("http://{issuer}"))?;
     tokio::spawn(dev_issuer.serve(issuer_listener));
+    let zoom_listener = TcpListener::bind("127.0.0.1:0").await?;
+    let zoom = format!("http://{}", zoom_listener.local_addr()?);
+    let dev_zoom = DevZoom::new(zoom.clone(), DEMO_ZOOM_CLIENT_ID, DEMO_ZOOM_CLIENT_SECRET);
+    tokio::spawn(dev_zoom.serve(zoom_listener));
     let config = DEMO_CONFIG
         .replace("{listen}", &opts.listen.to_string())
         .replace("{admin}", &opts.admin_listen.to_string())
         .replace("{upstream}", &upstream.to_string())
-        .replace("{issuer}", &format!("http://{issuer}"));
+        .replace("{issuer}", &format!("http://{issuer}"))
+        .replace("{zoom}", &zoom);
     let config_path = opts.dir.join("meetgate.toml");
     std::fs::write(&config_path, config)?;
     Ok(DemoSetup {
@@ -140,6 +152,38 @@ pub fn examples(
                 token("sub=pat&roles=viewers&tenant=acme")
             ),
             expect: 403,
+        },
+        Example {
+            what: "a meeting outside the app's account needs the user's own Zoom token: 409 zoom_user_not_connected until connected",
+            command: format!(
+                "curl -i --cacert {ca} -H \"Authorization: Bearer {}\" -d '{{\"meetingNumber\": 85746065432}}' '{base}/api/sdk-join'",
+                token("sub=ext&roles=viewers&tenant=acme")
+            ),
+            expect: 409,
+        },
+        Example {
+            what: "connect alice's Zoom user: the app gets authorize_url, the browser follows it to (stand-in) Zoom and back through the callback to return_to (curl -L plays the browser)",
+            command: format!(
+                "curl -L --cacert {ca} \"$(curl -s --cacert {ca} -H \"Authorization: Bearer {}\" '{base}/zoom/connect' | sed -E 's/.*\"authorize_url\":\"([^\"]*)\".*/\\1/')\"",
+                token("sub=alice&roles=viewers&tenant=acme")
+            ),
+            expect: 200,
+        },
+        Example {
+            what: "alice is connected (status never shows a token)",
+            command: format!(
+                "curl --cacert {ca} -H \"Authorization: Bearer {}\" '{base}/zoom/status'",
+                token("sub=alice&roles=viewers&tenant=acme")
+            ),
+            expect: 200,
+        },
+        Example {
+            what: "her Meeting SDK answer now carries her ZAK and an OBF token for this meeting",
+            command: format!(
+                "curl --cacert {ca} -H \"Authorization: Bearer {}\" -d '{{\"meetingNumber\": 85746065432}}' '{base}/api/sdk-join'",
+                token("sub=alice&roles=viewers&tenant=acme")
+            ),
+            expect: 200,
         },
         Example {
             what: "the app's join endpoint receives a minted X-Zoom-Signature (see the echoed headers)",
