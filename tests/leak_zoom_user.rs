@@ -183,7 +183,7 @@ async fn nothing_of_a_zoom_grant_is_written_anywhere() {
         .strip_prefix(REDIRECT_URI)
         .unwrap()
         .to_owned();
-    let code = form_urlencoded::parse(query[1..].as_bytes())
+    let code = form_urlencoded::parse(&query.as_bytes()[1..])
         .find(|(k, _)| k == "code")
         .map(|(_, v)| v.into_owned())
         .unwrap();

@@ -23,6 +23,7 @@ use crate::secret::{resolve, EnvLookup};
 use crate::tls;
 
 mod route;
+mod route_credentials;
 mod sections;
 mod upstream;
 mod zoom_user;
