@@ -446,19 +446,22 @@ pub async fn run(gateway: Gateway) -> std::io::Result<()> {
 /// The platform test vectors (`tests/data/vectors.json`), by name.
 #[cfg(test)]
 pub(crate) mod test_vectors {
+    /// The vector `name` from `tests/data/vectors.json` or
+    /// `tests/data/vectors-2026.json`.
     pub fn vector(name: &str) -> serde_json::Value {
-        let text = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/data/vectors.json"
-        ))
-        .expect("tests/data/vectors.json");
-        let all: serde_json::Value = serde_json::from_str(&text).expect("vectors.json is JSON");
-        all["vectors"]
-            .as_array()
-            .expect("a vectors array")
-            .iter()
-            .find(|v| v["name"] == name)
-            .unwrap_or_else(|| panic!("vector {name}"))
-            .clone()
+        for file in ["vectors.json", "vectors-2026.json"] {
+            let path = format!("{}/tests/data/{file}", env!("CARGO_MANIFEST_DIR"));
+            let text = std::fs::read_to_string(&path).expect("test vectors");
+            let all: serde_json::Value = serde_json::from_str(&text).expect("vectors are JSON");
+            let found = all["vectors"]
+                .as_array()
+                .expect("a vectors array")
+                .iter()
+                .find(|v| v["name"] == name);
+            if let Some(v) = found {
+                return v.clone();
+            }
+        }
+        panic!("vector {name}")
     }
 }

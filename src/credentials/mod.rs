@@ -5,8 +5,10 @@
 pub mod lifetime;
 pub mod mint;
 pub mod oauth;
+pub mod opentok;
 pub mod token_request;
 pub mod token_store;
+pub mod vonage;
 
 use crate::error::GatewayError;
 use crate::pipeline::authn::Principal;
