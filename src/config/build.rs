@@ -391,9 +391,14 @@ impl Builder<'_, '_> {
             .flat_map(|r| {
                 let equal = r.authorize.iter().flat_map(|a| a.claims_equal.iter());
                 let to_headers = r.claims_to_headers.iter();
+                let connection_data = match &r.action {
+                    Action::Respond(resp) => resp.connection_data.as_slice(),
+                    _ => &[],
+                };
                 equal
                     .map(|(path, _)| path.as_str())
                     .chain(to_headers.map(|(_, path)| path.as_str()))
+                    .chain(connection_data.iter().map(String::as_str))
             })
             .map(|path| path.split('.').next().unwrap_or(path).to_owned())
             .collect();

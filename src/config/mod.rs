@@ -213,7 +213,21 @@ pub enum CredentialKind {
     OpenTokProject {
         api_key: String,
         api_secret: SecretString,
+        /// REST project JWTs.
         ttl: Duration,
+        /// Session tokens answered by `respond`.
+        client_ttl: Duration,
+        client_format: OpenTokFormat,
+    },
+    /// A Vonage application: RS256 application JWTs for REST, client
+    /// tokens for sessions.
+    VonageApplication {
+        application_id: String,
+        private_key: Arc<crate::credentials::vonage::AppKey>,
+        /// REST application JWTs.
+        ttl: Duration,
+        /// Client tokens answered by `respond`.
+        client_ttl: Duration,
     },
     /// A ZAK of the caller's connected Zoom user (cached per grant).
     ZoomZak {
@@ -245,11 +259,21 @@ impl CredentialKind {
             CredentialKind::ZoomVideoSdk { .. } => "zoom_video_sdk",
             CredentialKind::ZoomS2sOAuth { .. } => "zoom_s2s_oauth",
             CredentialKind::OpenTokProject { .. } => "opentok_project",
+            CredentialKind::VonageApplication { .. } => "vonage_application",
             CredentialKind::ZoomZak { .. } => "zoom_zak",
             CredentialKind::ZoomObf { .. } => "zoom_obf",
             CredentialKind::OAuthClientCredentials { .. } => "oauth_client_credentials",
         }
     }
+}
+
+/// Which OpenTok session token format `respond` answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenTokFormat {
+    /// HS256 JWT (the opentok SDK's default since 2025).
+    Jwt,
+    /// The legacy `T1==` format.
+    T1,
 }
 
 /// How an OAuth client authenticates at the token endpoint.
@@ -411,6 +435,13 @@ pub struct Respond {
     pub zak: Option<Arc<CredentialSettings>>,
     /// A `zoom_obf` credential added as `obfToken` (for `meetingNumber`).
     pub obf: Option<Arc<CredentialSettings>>,
+    /// Vonage/OpenTok client tokens: who may be moderator or publisher
+    /// (everyone else subscribes).
+    pub moderator_roles: Vec<String>,
+    pub publisher_roles: Vec<String>,
+    /// Claims (dotted paths) written as JSON into the token's connection
+    /// data.
+    pub connection_data: Vec<String>,
     pub host_roles: Vec<String>,
     pub session_param: Option<String>,
 }

@@ -127,6 +127,10 @@ pub struct RawCredential {
     pub audience: Option<String>,
     pub client_auth: Option<String>,
     pub zoom_user: Option<String>,
+    pub application_id: Option<String>,
+    pub private_key: Option<SecretString>,
+    pub client_ttl_secs: Option<u64>,
+    pub client_token_format: Option<String>,
 }
 
 /// `[grants]`: the encrypted vault of users' Zoom grants.
@@ -217,6 +221,9 @@ pub struct RawRespond {
     pub session_param: Option<String>,
     pub zak: Option<String>,
     pub obf: Option<String>,
+    pub moderator_roles: Option<Vec<String>>,
+    pub publisher_roles: Option<Vec<String>>,
+    pub connection_data: Option<Vec<String>>,
 }
 
 /// Route `authenticate`: `"none"`, `"NAME"`, `["a", "b"]` or

@@ -18,6 +18,9 @@ pub enum Denial {
     ClaimMismatch,
     /// Host role (Meeting SDK role 1) asked without a `host_roles` role.
     HostRoleNotPermitted,
+    /// A session role (moderator, publisher) asked without the route's
+    /// role for it.
+    RoleNotPermitted,
 }
 
 impl Denial {
@@ -29,6 +32,7 @@ impl Denial {
             Denial::TenantMismatch => "tenant_mismatch",
             Denial::ClaimMismatch => "claim_mismatch",
             Denial::HostRoleNotPermitted => "host_role_not_permitted",
+            Denial::RoleNotPermitted => "role_not_permitted",
         }
     }
 }

@@ -140,6 +140,7 @@ pub async fn inject(
                 api_key,
                 api_secret,
                 ttl,
+                ..
             } => {
                 out.minted.push((cred.name.clone(), None));
                 mint::opentok_project(
@@ -148,6 +149,23 @@ pub async fn inject(
                     ttl.as_secs(),
                     now_secs(),
                 )
+            }
+            CredentialKind::VonageApplication {
+                application_id,
+                private_key,
+                ttl,
+                ..
+            } => {
+                out.minted.push((cred.name.clone(), None));
+                let jti = uuid::Uuid::new_v4().to_string();
+                let jwt = crate::credentials::vonage::application_jwt(
+                    application_id,
+                    private_key,
+                    &jti,
+                    now_secs(),
+                    ttl.as_secs(),
+                );
+                format!("Bearer {jwt}")
             }
             CredentialKind::ZoomZak { ttl, .. } => {
                 let (users, p) = user_app(live, principal, &cred.name)?;
@@ -280,13 +298,22 @@ pub async fn respond(
     principal: Option<&Principal>,
     captures: &Captures,
     body: &Bytes,
-) -> Result<(Response<ResBody>, String, u8), GatewayError> {
+) -> Result<(Response<ResBody>, String, Option<u8>), GatewayError> {
     let cred = &resp.credential;
     let req: Value = serde_json::from_slice(body)
         .map_err(|_| bad("invalid_request", "the body must be a JSON object"))?;
     let obj = req
         .as_object()
         .ok_or_else(|| bad("invalid_request", "the body must be a JSON object"))?;
+    if matches!(
+        cred.kind,
+        CredentialKind::VonageApplication { .. } | CredentialKind::OpenTokProject { .. }
+    ) {
+        let (body, role) =
+            super::session_token::answer(resp, principal, captures, obj, now_secs())?;
+        tracing::info!(credential = %cred.name, session_role = role.as_str(), "session token minted for the caller");
+        return Ok((no_store(body), cred.name.clone(), None));
+    }
     let role = match obj.get("role") {
         None | Some(Value::Null) => None,
         Some(v) => match v.as_u64() {
@@ -411,10 +438,15 @@ pub async fn respond(
         _ => return Err(unavailable(&cred.name)),
     }
     .map_err(|_| unavailable(&cred.name))?;
+    Ok((no_store(body), cred.name.clone(), Some(role)))
+}
+
+/// A JSON answer carrying a credential: never stored by caches.
+fn no_store(body: String) -> Response<ResBody> {
     let mut r = crate::body::json_response(http::StatusCode::OK, body);
     r.headers_mut().insert(
         http::header::CACHE_CONTROL,
         HeaderValue::from_static("no-store"),
     );
-    Ok((r, cred.name.clone(), role))
+    r
 }

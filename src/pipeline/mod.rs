@@ -13,6 +13,7 @@ pub mod pool;
 mod record;
 mod request;
 pub mod route;
+mod session_token;
 mod stages;
 pub mod webhook;
 mod zoom_user;

@@ -71,8 +71,8 @@ impl Ctx<'_> {
         };
         let (answer, credential, role) =
             inject::respond(spec, apps, principal, &self.captures, &bytes).await?;
-        tracing::info!(route = %self.route.settings.name, credential, granted_role = role, "credential minted for the caller");
-        self.log.minted.push((credential, Some(role)));
+        tracing::info!(route = %self.route.settings.name, credential, granted_role = ?role, "credential minted for the caller");
+        self.log.minted.push((credential, role));
         Ok(answer)
     }
 

@@ -104,10 +104,29 @@ impl Builder<'_, '_> {
     ) -> Option<Respond> {
         let cred = self.credential_ref(&r.credential, &p.key("credential"), refs)?;
         let kind = cred.kind.type_name();
-        if !matches!(kind, "zoom_meeting_sdk" | "zoom_video_sdk") {
+        let session_tokens = matches!(kind, "vonage_application" | "opentok_project");
+        if !matches!(kind, "zoom_meeting_sdk" | "zoom_video_sdk") && !session_tokens {
             self.err(
                 &p.key("credential"),
-                format!("a route can respond with a zoom_meeting_sdk or zoom_video_sdk credential, not {kind}"),
+                format!("a route can respond with a zoom_meeting_sdk, zoom_video_sdk, vonage_application or opentok_project credential, not {kind}"),
+            );
+        }
+        for (key, set) in [
+            ("moderator_roles", r.moderator_roles.is_some()),
+            ("publisher_roles", r.publisher_roles.is_some()),
+            ("connection_data", r.connection_data.is_some()),
+        ] {
+            if set && !session_tokens {
+                self.err(
+                    &p.key(key),
+                    "only applies to vonage_application and opentok_project session tokens",
+                );
+            }
+        }
+        if session_tokens && r.host_roles.is_some() {
+            self.err(
+                &p.key("host_roles"),
+                "session tokens take `moderator_roles` and `publisher_roles` (everyone else subscribes)",
             );
         }
         if !has_identity {
@@ -116,7 +135,9 @@ impl Builder<'_, '_> {
                 "a `respond` route needs `authenticate` with a bearer-token identity",
             );
         }
-        self.param_rules(p, Some(kind), None, r.session_param.as_deref(), captures);
+        // Vonage/OpenTok sessions may come from a capture or the body.
+        let session_kind = if session_tokens { None } else { Some(kind) };
+        self.param_rules(p, session_kind, None, r.session_param.as_deref(), captures);
         if kind == "zoom_video_sdk" && r.session_param.is_none() {
             self.err(p, "a zoom_video_sdk respond needs `session_param`");
         }
@@ -146,6 +167,9 @@ impl Builder<'_, '_> {
         Some(Respond {
             zak,
             obf,
+            moderator_roles: r.moderator_roles.clone().unwrap_or_default(),
+            publisher_roles: r.publisher_roles.clone().unwrap_or_default(),
+            connection_data: r.connection_data.clone().unwrap_or_default(),
             credential: cred.clone(),
             host_roles: r.host_roles.clone().unwrap_or_default(),
             session_param: r.session_param.clone(),

@@ -291,6 +291,10 @@ impl Builder<'_, '_> {
             ("audience", r.audience.is_some()),
             ("client_auth", r.client_auth.is_some()),
             ("zoom_user", r.zoom_user.is_some()),
+            ("application_id", r.application_id.is_some()),
+            ("private_key", r.private_key.is_some()),
+            ("client_ttl_secs", r.client_ttl_secs.is_some()),
+            ("client_token_format", r.client_token_format.is_some()),
         ];
         for (key, set) in present {
             if set && !allowed.contains(&key) {
@@ -366,10 +370,60 @@ impl Builder<'_, '_> {
                         format!("{ttl} is outside the platform's window 1..=300 seconds"),
                     );
                 }
+                let client_ttl = self.client_ttl(r, p);
+                let client_format = match r.client_token_format.as_deref() {
+                    None | Some("jwt") => OpenTokFormat::Jwt,
+                    Some("t1") => OpenTokFormat::T1,
+                    Some(other) => {
+                        self.err(
+                            &p.key("client_token_format"),
+                            format!("\"{other}\" is not \"jwt\" or \"t1\""),
+                        );
+                        OpenTokFormat::Jwt
+                    }
+                };
                 CredentialKind::OpenTokProject {
                     api_key: api_key?,
                     api_secret: api_secret?,
                     ttl: Duration::from_secs(ttl),
+                    client_ttl,
+                    client_format,
+                }
+            }
+            "vonage_application" => {
+                let application_id = s(self, &r.application_id, "application_id");
+                if application_id
+                    .as_deref()
+                    .is_some_and(|id| uuid::Uuid::parse_str(id).is_err())
+                {
+                    self.err(
+                        &p.key("application_id"),
+                        "must be the application's UUID (from the dashboard)",
+                    );
+                }
+                let key = sec(self, &r.private_key, "private_key").and_then(|pem| {
+                    match crate::credentials::vonage::AppKey::from_pkcs8_pem(pem.expose_secret()) {
+                        Ok(k) => Some(Arc::new(k)),
+                        Err(e) => {
+                            self.err(&p.key("private_key"), e);
+                            None
+                        }
+                    }
+                });
+                // Vonage's JWT guide: 15 minutes by default, at most 24 hours.
+                let ttl = r.ttl_secs.unwrap_or(900);
+                if !(1..=86_400).contains(&ttl) {
+                    self.err(
+                        &p.key("ttl_secs"),
+                        format!("{ttl} is outside the platform's window 1..=86400 seconds"),
+                    );
+                }
+                let client_ttl = self.client_ttl(r, p);
+                CredentialKind::VonageApplication {
+                    application_id: application_id?,
+                    private_key: key?,
+                    ttl: Duration::from_secs(ttl),
+                    client_ttl,
                 }
             }
             "oauth_client_credentials" => {
@@ -527,7 +581,25 @@ const CREDENTIAL_TYPES: &[(&str, &[&str])] = &[
             "refresh_before_secs",
         ],
     ),
-    ("opentok_project", &["api_key", "api_secret", "ttl_secs"]),
+    (
+        "opentok_project",
+        &[
+            "api_key",
+            "api_secret",
+            "ttl_secs",
+            "client_ttl_secs",
+            "client_token_format",
+        ],
+    ),
+    (
+        "vonage_application",
+        &[
+            "application_id",
+            "private_key",
+            "ttl_secs",
+            "client_ttl_secs",
+        ],
+    ),
     ("zoom_zak", &["zoom_user", "ttl_secs"]),
     ("zoom_obf", &["zoom_user", "ttl_secs"]),
     (
@@ -549,4 +621,19 @@ fn credential_keys(kind: &str) -> Option<&'static [&'static str]> {
         .iter()
         .find(|(t, _)| *t == kind)
         .map(|(_, keys)| *keys)
+}
+
+impl Builder<'_, '_> {
+    /// `client_ttl_secs`: session tokens live a day by default, at most the
+    /// platform's 30 days.
+    fn client_ttl(&mut self, r: &RawCredential, p: &KeyPath) -> Duration {
+        let ttl = r.client_ttl_secs.unwrap_or(86_400);
+        if !(60..=2_592_000).contains(&ttl) {
+            self.err(
+                &p.key("client_ttl_secs"),
+                format!("{ttl} is outside the platform's window 60..=2592000 seconds"),
+            );
+        }
+        Duration::from_secs(ttl)
+    }
 }
