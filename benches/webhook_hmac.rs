@@ -15,6 +15,7 @@ fn bench(c: &mut Criterion) {
         secrets: vec![SecretBytes(secret.to_vec())],
         tolerance: std::time::Duration::from_secs(300),
         dedup: std::time::Duration::from_secs(60),
+        application_id: None,
     };
     let mut group = c.benchmark_group("webhook_verify_zoom");
     for size in [1024usize, 64 * 1024] {

@@ -286,7 +286,7 @@ pub fn zoom_app_context(data: &[u8]) {
 
 /// A webhook delivery: `[selector] headers "\n\n" body`, headers written
 /// `name: value` one per line. Selector bits 0-1 pick the scheme (Zoom,
-/// Standard Webhooks, GitHub); bit 7 has the harness sign the delivery
+/// Standard Webhooks, GitHub, Vonage); bit 7 has the harness sign the delivery
 /// with the last configured secret (after rotation), so the checks after
 /// the signature are reached.
 pub fn webhook(data: &[u8]) {
@@ -294,7 +294,7 @@ pub fn webhook(data: &[u8]) {
         return;
     };
     let f = fixture();
-    let names = ["zoom", "standard", "github"];
+    let names = ["zoom", "standard", "github", "vonage"];
     let settings = &f.snap.webhooks[names[usize::from(sel & 3) % names.len()]];
     let split = rest.windows(2).position(|w| w == b"\n\n");
     let (head, body) = match split {

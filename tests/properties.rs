@@ -123,6 +123,7 @@ proptest! {
                 secrets: vec![SecretBytes(b"k".to_vec())],
                 tolerance: Duration::from_secs(300),
                 dedup: Duration::from_secs(60),
+                application_id: None,
             };
             let mut h = http::HeaderMap::new();
             for name in ["x-zm-signature", "webhook-signature", "x-hub-signature-256"] {

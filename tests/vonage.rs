@@ -458,3 +458,103 @@ fn check_refuses_a_pkcs1_key_and_lifetimes_outside_the_window() {
     let e = find("credential.v.client_ttl_secs");
     assert_eq!(e.line, Some(10));
 }
+
+/// A callback as Vonage signs it: HS256 over the claims with the body's hash.
+fn vonage_callback(secret: &str, body: &str, jti: &str, iat: u64) -> String {
+    use sha2::Digest;
+    let claims = json!({
+        "iat": iat, "jti": jti, "iss": "Vonage",
+        "payload_hash": hex::encode(sha2::Sha256::digest(body.as_bytes())),
+        "api_key": "a1b2c3d4", "application_id": APP_ID,
+    });
+    let jwt = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap();
+    format!("Bearer {jwt}")
+}
+
+#[tokio::test]
+async fn signed_vonage_callbacks_are_verified_and_deduplicated() {
+    let (up, seen) = header_recorder().await;
+    let gw = TestGateway::start(&format!(
+        r#"
+[webhook.vonage]
+type = "vonage"
+secret_tokens = ["old-signature-secret", "current-signature-secret"]
+application_id = "{APP_ID}"
+
+[[route]]
+name = "vonage-callbacks"
+path = "/callbacks/vonage"
+methods = ["POST"]
+verify_webhook = "vonage"
+upstream = "http://{up}"
+"#
+    ))
+    .await;
+    let body = r#"{"sessionId":"2_x","event":"connectionCreated"}"#;
+    let now = common::issuer::now();
+    let post = |auth: String, body: &'static str| {
+        let c = gw.h1();
+        let url = gw.url("/callbacks/vonage");
+        async move {
+            let h = [
+                ("authorization", auth.as_str()),
+                ("content-type", "application/json"),
+            ];
+            send(&c, "POST", &url, &h, full(body)).await
+        }
+    };
+    let auth = vonage_callback("current-signature-secret", body, "jti-1", now);
+    let (s, _, _) = post(auth.clone(), body).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(seen.lock().unwrap().len(), 1);
+    assert_eq!(
+        seen.lock().unwrap()[0].1["x-webhook-verified"],
+        "vonage",
+        "the app learns the callback was verified"
+    );
+    // The same jti again: answered, not forwarded twice.
+    let (s, _, b) = post(auth, body).await;
+    assert_eq!(
+        (s, json(&b)["status"].as_str()),
+        (StatusCode::OK, Some("duplicate"))
+    );
+    assert_eq!(seen.lock().unwrap().len(), 1);
+    // Rotation: the old secret still verifies; refusals never reach the app.
+    let (s, _, _) = post(
+        vonage_callback("old-signature-secret", body, "jti-2", now),
+        body,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let refused = [
+        (
+            vonage_callback("wrong", body, "jti-3", now),
+            body,
+            "invalid_signature",
+        ),
+        (
+            vonage_callback("current-signature-secret", "{}", "jti-4", now),
+            body,
+            "invalid_signature",
+        ),
+        (
+            vonage_callback("current-signature-secret", body, "jti-5", now - 3600),
+            body,
+            "stale_timestamp",
+        ),
+        ("Bearer not.a.jwt".to_owned(), body, "missing_signature"),
+    ];
+    for (auth, body, code) in refused {
+        let (s, _, b) = post(auth, body).await;
+        assert_eq!(
+            (s, json(&b)["error"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some(code))
+        );
+    }
+    assert_eq!(seen.lock().unwrap().len(), 2);
+}

@@ -295,6 +295,8 @@ pub struct WebhookSettings {
     pub secrets: Vec<SecretBytes>,
     pub tolerance: Duration,
     pub dedup: Duration,
+    /// `vonage`: the application whose callbacks are accepted.
+    pub application_id: Option<String>,
 }
 
 /// Key material that must not be printed.
@@ -312,6 +314,8 @@ pub enum WebhookKind {
     Zoom,
     Standard,
     Github,
+    /// Vonage signed callbacks (HS256 JWT with the body's hash).
+    Vonage,
 }
 
 /// A compiled route.

@@ -168,6 +168,7 @@ pub struct RawWebhook {
     pub secret_tokens: Option<Vec<SecretString>>,
     pub tolerance_secs: Option<u64>,
     pub dedup_secs: Option<u64>,
+    pub application_id: Option<String>,
 }
 
 /// `[[route]]`

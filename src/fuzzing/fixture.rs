@@ -87,6 +87,11 @@ secret_tokens = ["whsec_ZnV6ei1zdGFuZGFyZC13ZWJob29rcy1rZXktMDEyMw=="]
 type = "github"
 secret_tokens = ["fuzz-github-secret"]
 
+[webhook.vonage]
+type = "vonage"
+secret_tokens = ["fuzz-retired-vonage-secret", "TestVonageSignatureSecret_0123456789abcdef"]
+application_id = "aaaaaaaa-bbbb-4ccc-8ddd-0123456789ab"
+
 [credential.zoom_sdk]
 type = "zoom_meeting_sdk"
 client_id = "abcTESTsdkKEY123"
@@ -231,6 +236,9 @@ fn value_or(headers: &mut HeaderMap, name: &'static str, default: &str) -> Strin
     }
 }
 
+/// The application the fixture's `vonage` webhook accepts.
+const VONAGE_APP: &str = "aaaaaaaa-bbbb-4ccc-8ddd-0123456789ab";
+
 /// Signs a delivery with the last secret of `settings` as the platform
 /// would, keeping the timestamp and id headers the input has.
 pub(super) fn sign_webhook(settings: &WebhookSettings, headers: &mut HeaderMap, body: &[u8]) {
@@ -247,6 +255,15 @@ pub(super) fn sign_webhook(settings: &WebhookSettings, headers: &mut HeaderMap, 
             let ts = value_or(headers, "webhook-timestamp", &now);
             let mac = hmac(key, &[id.as_bytes(), b".", ts.as_bytes(), b".", body]);
             ("webhook-signature", format!("v1,{}", STANDARD.encode(mac)))
+        }
+        WebhookKind::Vonage => {
+            let claims = serde_json::json!({
+                "iat": NOW_SECS, "jti": "fuzz-jti", "iss": "Vonage",
+                "payload_hash": hex::encode(<sha2::Sha256 as sha2::Digest>::digest(body)),
+                "application_id": VONAGE_APP,
+            });
+            let jwt = crate::credentials::mint::sign_hs256(&claims, key);
+            ("authorization", format!("Bearer {jwt}"))
         }
         WebhookKind::Github => {
             let mac = hmac(key, &[body]);

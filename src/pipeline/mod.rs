@@ -16,6 +16,7 @@ pub mod route;
 mod session_token;
 mod stages;
 pub mod webhook;
+mod webhook_vonage;
 mod zoom_user;
 
 use std::net::SocketAddr;

@@ -63,7 +63,7 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok()).map(str::trim)
 }
 
-fn mac(key: &[u8], parts: &[&[u8]]) -> HmacSha256 {
+pub(super) fn mac(key: &[u8], parts: &[&[u8]]) -> HmacSha256 {
     let mut m = HmacSha256::new_from_slice(key).expect("HMAC takes keys of any length");
     for p in parts {
         m.update(p);
@@ -144,6 +144,7 @@ pub fn verify(
                 dedup_key: id.to_owned(),
             })
         }
+        WebhookKind::Vonage => super::webhook_vonage::verify(settings, headers, body, now),
         WebhookKind::Github => {
             let sig =
                 header(headers, "x-hub-signature-256").ok_or(WebhookError::MissingSignature)?;
@@ -204,6 +205,7 @@ mod tests {
                 .collect(),
             tolerance: Duration::from_secs(300),
             dedup: Duration::from_secs(86_400),
+            application_id: None,
         }
     }
 
@@ -365,6 +367,7 @@ mod tests {
             secrets: vec![SecretBytes(key.clone())],
             tolerance: Duration::from_secs(300),
             dedup: Duration::from_secs(60),
+            application_id: None,
         };
         let body = br#"{"type":"invoice.paid"}"#;
         let sig = STANDARD.encode(

@@ -504,11 +504,12 @@ impl Builder<'_, '_> {
             Some("zoom") => WebhookKind::Zoom,
             Some("standard") => WebhookKind::Standard,
             Some("github") => WebhookKind::Github,
+            Some("vonage") => WebhookKind::Vonage,
             Some(other) => {
                 let other = other.to_owned();
                 self.err(
                     &p.key("type"),
-                    format!("unknown webhook type \"{other}\" (zoom, standard, github)"),
+                    format!("unknown webhook type \"{other}\" (zoom, standard, github, vonage)"),
                 );
                 return None;
             }
@@ -551,7 +552,31 @@ impl Builder<'_, '_> {
                 secrets.push(SecretBytes(bytes));
             }
         }
+        let application_id = match (&r.application_id, kind) {
+            (Some(id), WebhookKind::Vonage) => {
+                if uuid::Uuid::parse_str(id).is_err() {
+                    self.err(
+                        &p.key("application_id"),
+                        "must be the application's UUID (from the dashboard)",
+                    );
+                }
+                Some(id.clone())
+            }
+            (Some(_), _) => {
+                self.err(&p.key("application_id"), "only applies to type \"vonage\"");
+                None
+            }
+            (None, WebhookKind::Vonage) => {
+                self.warn(
+                    &p.key("application_id"),
+                    "not set: callbacks signed for any application with these secrets are accepted",
+                );
+                None
+            }
+            (None, _) => None,
+        };
         Some(WebhookSettings {
+            application_id,
             name: name.to_owned(),
             kind,
             secrets,
