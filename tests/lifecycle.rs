@@ -113,6 +113,14 @@ const EXAMPLE_ENV: &[(&str, &str)] = &[
     ("OPENTOK_API_SECRET", "contract-opentok-secret-value"),
     ("ZOOM_WEBHOOK_SECRET_TOKEN", "contract-webhook-secret-value"),
     (
+        "VONAGE_APPLICATION_ID",
+        "aaaaaaaa-bbbb-4ccc-8ddd-0123456789ab",
+    ),
+    (
+        "VONAGE_SIGNATURE_SECRET",
+        "contract-vonage-signature-secret",
+    ),
+    (
         "MEETGATE_GRANT_KEY",
         "Y29udHJhY3QtZ3JhbnQta2V5LXZhbHVlLTMyYnl0ZXM=",
     ),
@@ -131,16 +139,41 @@ fn check(config: &std::path::Path, env: &[(&str, &str)]) -> std::process::Output
     cmd.output().unwrap()
 }
 
+/// The throwaway PKCS#8 RSA key of the test vectors, for
+/// `VONAGE_PRIVATE_KEY`.
+fn test_rsa_key() -> String {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/vectors-2026.json"),
+    )
+    .unwrap();
+    let all: serde_json::Value = serde_json::from_str(&text).unwrap();
+    all["vectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "vonage_app_jwt_default")
+        .unwrap()["inputs"]["private_key_pem"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 #[test]
 fn check_accepts_the_example_file_with_its_variables_set() {
-    let out = check(&example_config(), EXAMPLE_ENV);
+    let key = test_rsa_key();
+    let mut env = EXAMPLE_ENV.to_vec();
+    env.push(("VONAGE_PRIVATE_KEY", &key));
+    let out = check(&example_config(), &env);
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "{text}");
-    for (_, secret) in EXAMPLE_ENV.iter().filter(|(k, _)| k.contains("SECRET")) {
+    for (_, secret) in env
+        .iter()
+        .filter(|(k, _)| k.contains("SECRET") || k.contains("KEY"))
+    {
         assert!(!text.contains(secret), "check printed a secret: {text}");
     }
 }

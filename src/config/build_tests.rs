@@ -263,6 +263,12 @@ fn the_example_file_builds() {
         Some(match k {
             // [grants] keys are 32 bytes in base64.
             "MEETGATE_GRANT_KEY" => "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".to_owned(),
+            // The throwaway test key of the vectors (PKCS#8 RSA).
+            "VONAGE_PRIVATE_KEY" => vector("vonage_app_jwt_default")["inputs"]["private_key_pem"]
+                .as_str()
+                .expect("a PEM")
+                .to_owned(),
+            "VONAGE_APPLICATION_ID" => "aaaaaaaa-bbbb-4ccc-8ddd-0123456789ab".to_owned(),
             _ => "x-test-value".to_owned(),
         })
     };
@@ -273,12 +279,12 @@ fn the_example_file_builds() {
         &any,
     )
     .unwrap_or_else(|e| panic!("{e:#?}"));
-    assert_eq!(snap.routes.len(), 13);
+    assert_eq!(snap.routes.len(), 16);
     assert!(matches!(
         &snap.routes[0].authenticate,
         Authenticate::Identities(ids) if ids.iter().map(|i| i.name.as_str()).eq(["corp"])
     ));
-    assert!(matches!(snap.routes[12].authenticate, Authenticate::None));
+    assert!(matches!(snap.routes[15].authenticate, Authenticate::None));
 }
 
 use crate::test_vectors::vector;

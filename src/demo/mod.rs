@@ -26,6 +26,11 @@ pub const DEMO_CONFIG: &str = include_str!("../../config/demo.toml.in");
 const DEMO_ZOOM_CLIENT_ID: &str = "demoSdkKey";
 const DEMO_ZOOM_CLIENT_SECRET: &str = "demo-meeting-sdk-secret";
 
+/// A Vonage session id of the demo (any well-formed one works: the demo
+/// mints tokens, it does not call Vonage).
+const DEMO_VONAGE_SESSION: &str =
+    "2_MX5hYWFhYWFhYS1iYmJiLTRjY2MtOGRkZC0wMTIzNDU2Nzg5YWJ-fjE3NjcyMjU2MDAwMDB-dGVzdHNlc3Npb25-fn4";
+
 /// Where the demo runs.
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
@@ -67,6 +72,10 @@ pub async fn prepare(opts: &DemoOptions) -> anyhow::Result<DemoSetup> {
         .replace("{upstream}", &upstream.to_string())
         .replace("{issuer}", &format!("http://{issuer}"))
         .replace("{zoom}", &zoom);
+    // A fresh RSA key stands in for the Vonage application's private.key.
+    let vonage_key =
+        rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)?;
+    std::fs::write(opts.dir.join("vonage-demo.key"), vonage_key.serialize_pem())?;
     let config_path = opts.dir.join("meetgate.toml");
     std::fs::write(&config_path, config)?;
     Ok(DemoSetup {
@@ -184,6 +193,22 @@ pub fn examples(
                 token("sub=alice&roles=viewers&tenant=acme")
             ),
             expect: 200,
+        },
+        Example {
+            what: "a Vonage client token for a meeting host: role moderator (from the token's roles), connection data from its claims",
+            command: format!(
+                "curl --cacert {ca} -H \"Authorization: Bearer {}\" -d '{{}}' '{base}/api/video/sessions/{DEMO_VONAGE_SESSION}/token'",
+                token("sub=hana&roles=meeting-hosts&tenant=acme")
+            ),
+            expect: 200,
+        },
+        Example {
+            what: "a viewer gets a subscriber token; asking for moderator is 403 role_not_permitted",
+            command: format!(
+                "curl -i --cacert {ca} -H \"Authorization: Bearer {}\" -d '{{\"role\": \"moderator\"}}' '{base}/api/video/sessions/{DEMO_VONAGE_SESSION}/token'",
+                token("sub=pat&roles=viewers&tenant=acme")
+            ),
+            expect: 403,
         },
         Example {
             what: "the app's join endpoint receives a minted X-Zoom-Signature (see the echoed headers)",

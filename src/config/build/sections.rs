@@ -554,13 +554,17 @@ impl Builder<'_, '_> {
         }
         let application_id = match (&r.application_id, kind) {
             (Some(id), WebhookKind::Vonage) => {
-                if uuid::Uuid::parse_str(id).is_err() {
+                let id = self.string(id, &p.key("application_id"));
+                if id
+                    .as_deref()
+                    .is_some_and(|id| uuid::Uuid::parse_str(id).is_err())
+                {
                     self.err(
                         &p.key("application_id"),
                         "must be the application's UUID (from the dashboard)",
                     );
                 }
-                Some(id.clone())
+                id
             }
             (Some(_), _) => {
                 self.err(&p.key("application_id"), "only applies to type \"vonage\"");
