@@ -11,208 +11,48 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::issuer::{Issuer, SigningKey};
-use common::zoom_oauth::{zoom_oauth, ZoomOAuth, CLIENT_ID, CLIENT_SECRET, REDIRECT_URI};
+use common::zoom_flow::{GrantStore, ZoomFlow, MEETING, WEBHOOK_SECRET};
+use common::zoom_oauth::CLIENT_ID;
 use common::*;
 use http::StatusCode;
 use serde_json::{json, Value};
 
-const RETURN_TO: &str = "https://app.example.com/settings/zoom";
-/// 32 bytes, base64 (a test key; never a real one).
-const GRANT_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-const WEBHOOK_SECRET: &str = "zoom-webhook-secret";
-const MEETING: &str = "123456789";
-
+/// One gateway keeping grants in its embedded file store.
 struct Env {
     gw: TestGateway,
-    issuer: Arc<Issuer>,
-    key: SigningKey,
-    zoom: Arc<ZoomOAuth>,
-    zoom_certs: Certs,
-}
-
-fn config(iss: &str, zoom_base: &str, zoom_ca: &str, echo: std::net::SocketAddr) -> String {
-    format!(
-        r#"
-[outbound]
-ca_file = "{zoom_ca}"
-
-[identity.corp]
-issuer = "{iss}"
-audiences = ["api://meetings"]
-algorithms = ["ES256"]
-roles_claim = "groups"
-
-[grants]
-key_id = "k1"
-key = "{GRANT_KEY}"
-path = "grants.redb"
-
-[zoom_user.main]
-client_id = "{CLIENT_ID}"
-client_secret = "{CLIENT_SECRET}"
-redirect_uri = "{REDIRECT_URI}"
-return_to = ["{RETURN_TO}", "https://app.example.com/other"]
-oauth_url = "{zoom_base}"
-api_url = "{zoom_base}"
-
-[credential.sdk]
-type = "zoom_meeting_sdk"
-client_id = "{CLIENT_ID}"
-client_secret = "{CLIENT_SECRET}"
-
-[credential.zak]
-type = "zoom_zak"
-zoom_user = "main"
-
-[credential.obf]
-type = "zoom_obf"
-zoom_user = "main"
-
-[webhook.zoom]
-type = "zoom"
-secret_tokens = ["{WEBHOOK_SECRET}"]
-
-[[route]]
-name = "connect"
-path = "/zoom/connect"
-authenticate = "corp"
-zoom_user = {{ app = "main", action = "connect" }}
-
-[[route]]
-name = "callback"
-path = "/zoom/oauth/callback"
-authenticate = "none"
-zoom_user = {{ app = "main", action = "callback" }}
-
-[[route]]
-name = "status"
-path = "/zoom/status"
-authenticate = "corp"
-zoom_user = {{ app = "main", action = "status" }}
-
-[[route]]
-name = "disconnect"
-path = "/zoom/disconnect"
-methods = ["POST"]
-authenticate = "corp"
-zoom_user = {{ app = "main", action = "disconnect" }}
-
-[[route]]
-name = "signature"
-path = "/sdk/signature"
-methods = ["POST"]
-authenticate = "corp"
-respond = {{ credential = "sdk", zak = "zak", obf = "obf" }}
-
-[[route]]
-name = "join"
-path = "/join/{{meeting}}"
-authenticate = "corp"
-upstream = "http://{echo}"
-inject = [{{ credential = "zak", header = "X-Zoom-Zak" }}, {{ credential = "obf", header = "X-Zoom-Obf", meeting_param = "meeting" }}]
-
-[[route]]
-name = "zoom-events"
-path = "/webhooks/zoom"
-verify_webhook = "zoom"
-upstream = "http://{echo}"
-"#,
-        zoom_ca = zoom_ca
-    )
+    z: ZoomFlow,
 }
 
 async fn setup() -> Env {
-    let key = SigningKey::ec("ec-1");
-    let issuer = Issuer::start(vec![key.clone()]).await;
-    let zoom_certs = Certs::new();
-    let (base, zoom) = zoom_oauth(&zoom_certs).await;
-    let echo = echo_upstream().await;
-    let gw = TestGateway::start(&config(
-        &issuer.url,
-        &base,
-        &zoom_certs.ca.display().to_string(),
-        echo,
-    ))
-    .await;
-    wait_until("keys", Duration::from_secs(5), || issuer.fetches() >= 1).await;
-    Env {
-        gw,
-        issuer,
-        key,
-        zoom,
-        zoom_certs,
-    }
+    let z = ZoomFlow::start().await;
+    let gw = TestGateway::start(&z.config(GrantStore::File("grants.redb"))).await;
+    wait_until("keys", Duration::from_secs(5), || z.issuer.fetches() >= 1).await;
+    Env { gw, z }
 }
 
 impl Env {
     fn bearer(&self, sub: &str) -> String {
-        let token = self.key.sign(&self.issuer.claims(sub, json!({})));
-        format!("Bearer {token}")
+        self.z.bearer(sub)
     }
 
     async fn call(&self, method: &str, path: &str, sub: &str, body: &str) -> (StatusCode, Value) {
-        let auth = self.bearer(sub);
-        let (status, _, bytes) = send(
-            &self.gw.h1(),
-            method,
-            &self.gw.url(path),
-            &[
-                ("authorization", &auth),
-                ("content-type", "application/json"),
-            ],
-            full(body.to_owned()),
-        )
-        .await;
-        let v = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        (status, v)
+        self.z.call(&self.gw, method, path, sub, body).await
     }
 
-    /// The user's browser: connect, Zoom's authorize page, then the
-    /// redirect to the gateway's callback. Returns the callback URL.
     async fn authorize(&self, sub: &str, return_to: Option<&str>) -> String {
-        let path = match return_to {
-            Some(r) => format!(
-                "/zoom/connect?return_to={}",
-                form_urlencoded::byte_serialize(r.as_bytes()).collect::<String>()
-            ),
-            None => "/zoom/connect".to_owned(),
-        };
-        let (status, v) = self.call("GET", &path, sub, "").await;
-        assert_eq!(status, StatusCode::OK, "{v}");
-        let url = v["authorize_url"]
-            .as_str()
-            .expect("authorize_url")
-            .to_owned();
-        let browser = client(&self.zoom_certs, false);
-        let (status, headers, _) = get(&browser, &url, &[]).await;
-        assert_eq!(status, StatusCode::FOUND);
-        let location = headers["location"].to_str().unwrap();
-        let query = location
-            .strip_prefix(REDIRECT_URI)
-            .expect("Zoom redirects to the registered redirect URI");
-        self.gw.url(&format!("/zoom/oauth/callback{query}"))
+        self.z.authorize(&self.gw, sub, return_to).await
     }
 
     async fn callback(&self, url: &str) -> (StatusCode, http::HeaderMap, Value) {
-        let (status, headers, body) = get(&self.gw.h1(), url, &[]).await;
-        (
-            status,
-            headers,
-            serde_json::from_slice(&body).unwrap_or(Value::Null),
-        )
+        self.z.callback(&self.gw, url).await
     }
 
     async fn connect(&self, sub: &str) {
-        let url = self.authorize(sub, None).await;
-        let (status, headers, body) = self.callback(&url).await;
-        assert_eq!(status, StatusCode::FOUND, "{body}");
-        assert_eq!(headers["location"], RETURN_TO);
+        self.z.connect(&self.gw, sub).await
     }
 
     async fn signature(&self, sub: &str) -> (StatusCode, Value) {
-        let body = json!({ "meetingNumber": MEETING, "role": 0 }).to_string();
-        self.call("POST", "/sdk/signature", sub, &body).await
+        self.z.signature(&self.gw, sub).await
     }
 }
 
@@ -226,7 +66,7 @@ async fn connect_then_signature_with_zak_and_obf() {
     assert_eq!(v["error"], "zoom_user_not_connected");
 
     env.connect("alice").await;
-    assert_eq!(env.zoom.token_code.load(Ordering::SeqCst), 1);
+    assert_eq!(env.z.zoom.token_code.load(Ordering::SeqCst), 1);
     let (status, v) = env.call("GET", "/zoom/status", "alice", "").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(v["connected"], true);
@@ -245,11 +85,7 @@ async fn connect_then_signature_with_zak_and_obf() {
     assert_eq!(status, StatusCode::CONFLICT, "{v}");
     assert_eq!(v["error"], "obf_user_not_in_meeting");
 
-    env.zoom
-        .in_meeting
-        .lock()
-        .unwrap()
-        .insert(MEETING.to_owned());
+    env.z.join_meeting();
     let (status, v) = env.signature("alice").await;
     assert_eq!(status, StatusCode::OK, "{v}");
     assert!(v["signature"]
@@ -257,15 +93,16 @@ async fn connect_then_signature_with_zak_and_obf() {
         .is_some_and(|s| s.split('.').count() == 3));
     assert!(v["zak"].as_str().is_some_and(|s| !s.is_empty()));
     assert!(v["obfToken"].as_str().is_some_and(|s| !s.is_empty()));
-    let zaks = env.zoom.zak.load(Ordering::SeqCst);
-    let obfs = env.zoom.onbehalf.load(Ordering::SeqCst);
+    let zaks = env.z.zoom.zak.load(Ordering::SeqCst);
+    let obfs = env.z.zoom.onbehalf.load(Ordering::SeqCst);
     let (status, again) = env.signature("alice").await;
     assert_eq!(status, StatusCode::OK);
     // The ZAK is reused; an OBF token is single-use: fetched per answer.
     assert_eq!(again["zak"], v["zak"]);
-    assert_eq!(env.zoom.zak.load(Ordering::SeqCst), zaks);
-    assert_eq!(env.zoom.onbehalf.load(Ordering::SeqCst), obfs + 1);
+    assert_eq!(env.z.zoom.zak.load(Ordering::SeqCst), zaks);
+    assert_eq!(env.z.zoom.onbehalf.load(Ordering::SeqCst), obfs + 1);
     assert!(env
+        .z
         .zoom
         .last_token_query
         .lock()
@@ -303,7 +140,7 @@ async fn the_state_is_single_use_bound_and_sealed() {
         (status, v["error"].as_str()),
         (StatusCode::BAD_REQUEST, Some("state_replayed"))
     );
-    assert_eq!(env.zoom.token_code.load(Ordering::SeqCst), 1);
+    assert_eq!(env.z.zoom.token_code.load(Ordering::SeqCst), 1);
 
     // Tampered: one character of the state changed.
     let url = env.authorize("bob", None).await;
@@ -371,19 +208,15 @@ async fn the_state_is_single_use_bound_and_sealed() {
 async fn a_refused_access_token_is_refreshed_once_for_concurrent_callers() {
     let env = setup().await;
     env.connect("alice").await;
-    env.zoom
-        .in_meeting
-        .lock()
-        .unwrap()
-        .insert(MEETING.to_owned());
+    env.z.join_meeting();
     // Zoom ends the access token early: every caller's next call is refused.
-    env.zoom.expire_access_tokens();
+    env.z.zoom.expire_access_tokens();
     let calls = (0..20).map(|_| env.signature("alice"));
     for (status, v) in futures_util::future::join_all(calls).await {
         assert_eq!(status, StatusCode::OK, "{v}");
     }
-    assert_eq!(env.zoom.token_refresh.load(Ordering::SeqCst), 1);
-    assert_eq!(env.zoom.invalid_grant.load(Ordering::SeqCst), 0);
+    assert_eq!(env.z.zoom.token_refresh.load(Ordering::SeqCst), 1);
+    assert_eq!(env.z.zoom.invalid_grant.load(Ordering::SeqCst), 0);
 }
 
 #[tokio::test]
@@ -392,17 +225,13 @@ async fn disconnect_revokes_and_deauthorization_deletes() {
     env.connect("alice").await;
     let (status, v) = env.call("POST", "/zoom/disconnect", "alice", "").await;
     assert_eq!((status, &v["connected"]), (StatusCode::OK, &json!(false)));
-    assert_eq!(env.zoom.revoke.load(Ordering::SeqCst), 1);
+    assert_eq!(env.z.zoom.revoke.load(Ordering::SeqCst), 1);
     let (_, v) = env.call("GET", "/zoom/status", "alice", "").await;
     assert_eq!(v["connected"], false);
 
     // Connected again, then Zoom says the user removed the app.
     env.connect("alice").await;
-    env.zoom
-        .in_meeting
-        .lock()
-        .unwrap()
-        .insert(MEETING.to_owned());
+    env.z.join_meeting();
     let (status, _) = env.signature("alice").await;
     assert_eq!(status, StatusCode::OK);
     let event = json!({
@@ -448,13 +277,7 @@ fn issuer_now() -> u64 {
 async fn grants_survive_a_restart_and_are_sealed_on_disk() {
     let env = setup().await;
     env.connect("alice").await;
-    let Env {
-        gw,
-        issuer,
-        key,
-        zoom,
-        zoom_certs,
-    } = env;
+    let Env { gw, z } = env;
     let TestGateway {
         gw: running,
         certs,
@@ -464,7 +287,7 @@ async fn grants_survive_a_restart_and_are_sealed_on_disk() {
     running.shutdown().await;
     let file = std::fs::read(dir.path().join("grants.redb")).unwrap();
     let contains = |needle: &[u8]| file.windows(needle.len()).any(|w| w == needle);
-    let tokens = zoom.issued_tokens();
+    let tokens = z.zoom.issued_tokens();
     assert!(!tokens.is_empty());
     for t in &tokens {
         assert!(!contains(t.as_bytes()), "a Zoom token is stored in clear");
@@ -479,12 +302,12 @@ async fn grants_survive_a_restart_and_are_sealed_on_disk() {
             config,
             dir,
         },
-        issuer,
-        key,
-        zoom,
-        zoom_certs,
+        z,
     };
-    wait_until("keys", Duration::from_secs(5), || env.issuer.fetches() >= 2).await;
+    wait_until("keys", Duration::from_secs(5), || {
+        env.z.issuer.fetches() >= 2
+    })
+    .await;
     let (status, v) = env.call("GET", "/zoom/status", "alice", "").await;
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(v["connected"], true);

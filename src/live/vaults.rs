@@ -1,6 +1,9 @@
 //! The grant vault of the process: one, kept across reloads while its
 //! store (the file, or Redis with `[cluster]`) is unchanged; a reload that
-//! changes only the keys gives it the new keyring.
+//! changes only the keys gives it the new keyring. On Redis its refreshes
+//! hold the cluster lock of the grant (one refresh across replicas); the
+//! file store is one replica's own, so its in-process single-flight is
+//! enough.
 
 use std::sync::{Arc, Mutex};
 
@@ -49,13 +52,22 @@ impl VaultSlot {
                 return Ok(Some(vault.clone()));
             }
         }
-        let store: Arc<dyn GrantStore> = match &g.path {
-            Some(p) => Arc::new(
-                FileStore::open(p).map_err(|e| format!("[grants] path {}: {e}", p.display()))?,
-            ),
-            None => Arc::new(RedisStore::new(self.cluster.clone())),
+        let vault = match &g.path {
+            Some(p) => {
+                let store: Arc<dyn GrantStore> = Arc::new(
+                    FileStore::open(p)
+                        .map_err(|e| format!("[grants] path {}: {e}", p.display()))?,
+                );
+                Vault::new(Arc::new(keyring), store)
+            }
+            // Shared by the replicas: refreshes also take the cluster lock.
+            None => Vault::new(
+                Arc::new(keyring),
+                Arc::new(RedisStore::new(self.cluster.clone())),
+            )
+            .with_cluster_lock(self.cluster.clone(), crate::zoom_user::DEFAULT_TIMEOUT),
         };
-        let vault = Arc::new(Vault::new(Arc::new(keyring), store));
+        let vault = Arc::new(vault);
         *held = Some((store_key, vault.clone()));
         Ok(Some(vault))
     }

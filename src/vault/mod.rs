@@ -7,12 +7,13 @@
 //! - [`GrantStore`]: where sealed records live — [`FileStore`] (embedded,
 //!   on disk) or [`RedisStore`] (`[cluster]`);
 //! - [`SingleFlight`]: one refresh per grant at a time in this process;
+//!   with `[cluster]` and the Redis store, also [`ClusterLock`]: one at a
+//!   time across replicas;
 //! - [`seal_state`] / [`open_state`]: the connect flow's OAuth `state`;
 //! - [`Vault`]: the three together, with re-sealing under the current key
 //!   on read and the refresh protocol ([`Vault::refreshed`]).
 //!
-//! Not yet wired to the configuration or to routes.
-
+pub mod cluster_lock;
 pub mod file_store;
 pub mod grant;
 pub mod keyring;
@@ -23,9 +24,12 @@ pub mod store;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
+pub use cluster_lock::ClusterLock;
+use cluster_lock::HeldLock;
 pub use file_store::FileStore;
 pub use grant::{Grant, GrantKey, GrantOpenError};
 pub use keyring::{Keyring, KeyringError, OpenError, SealError};
@@ -92,6 +96,8 @@ pub struct Vault {
     keyring: ArcSwap<Keyring>,
     store: Arc<dyn GrantStore>,
     flights: SingleFlight,
+    /// With a store shared by replicas: the cross-replica refresh lock.
+    cluster_lock: Option<ClusterLock>,
 }
 
 impl std::fmt::Debug for Vault {
@@ -109,7 +115,21 @@ impl Vault {
             keyring: ArcSwap::new(keyring),
             store,
             flights: SingleFlight::new(),
+            cluster_lock: None,
         }
+    }
+
+    /// This vault's refreshes also hold the `[cluster]` lock of the grant
+    /// (see [`cluster_lock`]), for a store that several replicas share
+    /// (the Redis store). `refresh_timeout` bounds one refresh (the token
+    /// request); the lock's TTL follows from it.
+    pub fn with_cluster_lock(
+        mut self,
+        cluster: Arc<crate::cluster::Cluster>,
+        refresh_timeout: Duration,
+    ) -> Self {
+        self.cluster_lock = Some(ClusterLock::new(cluster, refresh_timeout));
+        self
     }
 
     /// Replaces the keyring (a reload changed the keys).
@@ -245,17 +265,19 @@ impl Vault {
 
     /// The grant under `key` with an access token valid for more than
     /// [`REFRESH_MARGIN_SECS`] at `now()`, refreshed through `refresh` if
-    /// needed. One refresh per grant at a time in this process: concurrent
-    /// callers wait and then read the refreshed grant. The new pair is
-    /// written (compare-and-swap) before it is returned. `Ok(None)`: no
+    /// needed. One refresh per grant at a time in this process and, with a
+    /// cluster lock ([`Vault::with_cluster_lock`]), across replicas:
+    /// concurrent callers wait and then read the refreshed grant. The new
+    /// pair is written (compare-and-swap) before it is returned. `Ok(None)`: no
     /// grant (never connected, disconnected, or deleted meanwhile).
     ///
     /// When `refresh` fails and `drop_grant(&error)` is true (Zoom answered
     /// `invalid_grant`: the refresh token is dead), the grant is deleted if
     /// it is still the one refreshed — never a pair another refresh wrote.
     ///
-    /// Across replicas, call this while holding the cluster lock for the
-    /// grant (see the module docs of [`single_flight`]).
+    /// With a cluster lock, Redis failing or another replica keeping the
+    /// lock past its TTL is [`RefreshFailure::Vault`] with
+    /// [`StoreError::Unavailable`]: nothing refreshed, nothing deleted.
     ///
     /// # Errors
     /// [`RefreshFailure`].
@@ -298,6 +320,61 @@ impl Vault {
             Some(_) => {}
         }
         let _flight = self.flights.lock(key).await;
+        let held = match &self.cluster_lock {
+            None => None,
+            Some(lock) => match self.take_cluster_lock(lock, key, &fresh).await? {
+                Ok(held) => Some(held),
+                // Another replica refreshed (or the grant went) meanwhile.
+                Err(done) => return Ok(done),
+            },
+        };
+        let outcome = self.refresh_current(key, &fresh, refresh, drop_grant).await;
+        if let Some(held) = held {
+            held.release().await;
+        }
+        outcome
+    }
+
+    /// Takes the grant's cluster lock, polling while another replica holds
+    /// it. `Ok(Err(..))`: no need any more, the grant is fresh (or gone).
+    async fn take_cluster_lock(
+        &self,
+        lock: &ClusterLock,
+        key: &GrantKey,
+        fresh: &impl Fn(&LoadedGrant) -> bool,
+    ) -> Result<Result<HeldLock, Option<Grant>>, VaultError> {
+        let link = lock.link()?;
+        let start = Instant::now();
+        loop {
+            if let Some(held) = lock.try_take(&link, key).await? {
+                return Ok(Ok(held));
+            }
+            if start.elapsed() >= lock.wait_limit(&link) {
+                return Err(lock.timed_out(start).into());
+            }
+            tokio::time::sleep(cluster_lock::POLL).await;
+            match self.get(key).await? {
+                None => return Ok(Err(None)),
+                Some(l) if fresh(&l) => return Ok(Err(Some(l.grant))),
+                Some(_) => {}
+            }
+        }
+    }
+
+    /// The refresh itself, under the locks: reads the grant (so the pair
+    /// refreshed is the one stored now), refreshes it unless whoever held
+    /// the locks before already did, and writes the new pair.
+    async fn refresh_current<E, F, Fut>(
+        &self,
+        key: &GrantKey,
+        fresh: &impl Fn(&LoadedGrant) -> bool,
+        refresh: F,
+        drop_grant: impl FnOnce(&E) -> bool,
+    ) -> Result<Option<Grant>, RefreshFailure<E>>
+    where
+        F: FnOnce(Grant) -> Fut,
+        Fut: Future<Output = Result<Grant, E>>,
+    {
         // Whoever held the lock may have refreshed already.
         let Some(current) = self.get(key).await? else {
             return Ok(None);
@@ -308,8 +385,8 @@ impl Vault {
         match refresh(current.grant.clone()).await {
             Ok(new) => match self.replace(&current, &new).await? {
                 Some(written) => Ok(Some(written.grant)),
-                // Changed under us (another replica without the cluster
-                // lock, a reconnect, a delete): take what is there now.
+                // Changed under us (a reconnect, a delete, or a replica
+                // whose lock expired): take what is there now.
                 None => Ok(self.get(key).await?.map(|l| l.grant)),
             },
             Err(error) => {

@@ -8,12 +8,12 @@
 //! again" reads the grant store, where the first caller wrote its result:
 //! so concurrent callers wait for one refresh and then share its outcome.
 //!
-//! Across replicas the same holds with the cluster lock `src/credentials`
-//! uses (`Link::set_nx` on [`grant_lock_key`](super::redis_store::grant_lock_key)
-//! with `Link::owner_token`, released with `Link::delete_if_equal`), taken
-//! inside this one;
-//! the store's compare-and-swap is the last line: a refresh whose read is
-//! no longer current does not land.
+//! Across replicas the same holds with the cluster lock
+//! ([`ClusterLock`](super::ClusterLock): `Link::set_nx` on
+//! [`grant_lock_key`](super::redis_store::grant_lock_key)), which
+//! [`Vault`](super::Vault) takes inside this one, so one task per replica
+//! waits on Redis; the store's compare-and-swap is the last line: a refresh
+//! whose read is no longer current does not land.
 
 use std::collections::HashMap;
 use std::future::Future;

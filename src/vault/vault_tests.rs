@@ -195,3 +195,74 @@ async fn deauthorization_deletes_every_grant_of_the_zoom_user() {
         .is_some());
     assert!(v.delete(&GrantKey::new("corp", "bob")).await.unwrap());
 }
+
+/// A cluster whose Redis never answers (a closed loopback port).
+async fn unreachable_cluster() -> Arc<crate::cluster::Cluster> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let c = Arc::new(crate::cluster::Cluster::new(Arc::default()));
+    c.sync(Some(&crate::config::ClusterSettings {
+        redis_url: SecretString::from(format!("redis://127.0.0.1:{port}/0")),
+        redis_password: None,
+        key_prefix: "t:".to_owned(),
+        timeout: Duration::from_millis(100),
+        roots: rustls::RootCertStore::empty(),
+    }));
+    c
+}
+
+#[tokio::test]
+async fn cluster_lock_unreachable_refreshes_nothing_and_keeps_the_grant() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open_async(dir.path().join("g.redb"))
+        .await
+        .unwrap();
+    let v = Vault::new(Arc::new(ring("k", 1)), Arc::new(store))
+        .with_cluster_lock(unreachable_cluster().await, Duration::from_secs(10));
+    let g = expiring(grant("corp", "alice", "zu"));
+    v.put(&g).await.unwrap();
+    let called = AtomicUsize::new(0);
+    let started = std::time::Instant::now();
+    let r = v
+        .refreshed(
+            &g.key(),
+            || NOW,
+            |_| async {
+                called.fetch_add(1, Ordering::SeqCst);
+                Err::<Grant, _>("invalid_grant")
+            },
+            |_| true,
+        )
+        .await;
+    match r {
+        Err(RefreshFailure::Vault(e)) => assert_eq!(e.code(), "grant_store_unavailable"),
+        other => panic!("expected grant_store_unavailable, got {other:?}"),
+    }
+    // Bounded by the first connection attempt (at least 1 s) and one
+    // operation: not retried in a loop.
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        called.load(Ordering::SeqCst),
+        0,
+        "no refresh without the lock"
+    );
+    assert!(
+        v.get(&g.key()).await.unwrap().is_some(),
+        "the grant is kept"
+    );
+    // A fresh grant needs no lock: served while Redis is down.
+    v.put(&rotated(g.clone(), 2)).await.unwrap();
+    let never = |_: Grant| async { Err::<Grant, _>("must not be called") };
+    assert!(v
+        .refreshed(&g.key(), || NOW, never, |_| true)
+        .await
+        .unwrap()
+        .is_some());
+}

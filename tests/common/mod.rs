@@ -519,7 +519,9 @@ impl Drop for BinaryGateway {
 pub mod h2;
 pub mod issuer;
 pub mod leak;
+pub mod redis_server;
 pub mod token_server;
+pub mod zoom_flow;
 pub mod zoom_oauth;
 
 /// `tests/interop`: pinned independent implementations (npm).
