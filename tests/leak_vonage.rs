@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::issuer::{Issuer, SigningKey};
 use common::*;
 use http::StatusCode;
@@ -112,11 +110,7 @@ upstream = "http://{up}"
     ];
     let gw = BinaryGateway::spawn_with(&cfg, "debug", &env);
     let admin = gw.admin_addr.unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while admin_get(admin, "/readyz").await.0 != StatusCode::OK {
-        assert!(std::time::Instant::now() < deadline, "not ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    leak::wait_ready(admin).await;
     let c = client(&certs, false);
     let bearer = key.sign(&issuer.claims("alice", json!({ "groups": ["hosts"] })));
     let auth = format!("Bearer {bearer}");
@@ -208,13 +202,11 @@ upstream = "http://{up}"
     }
     assert!(injected.len() >= 2, "{injected:?}");
 
-    let metrics = scrape(admin).await;
-    tokio::time::sleep(Duration::from_millis(300)).await; // audit writer flush
-    gw.signal("TERM");
-    let audit_text = std::fs::read_to_string(&audit).unwrap();
-    let log = gw.log.lock().unwrap().join("\n");
-    let stdout = gw.stdout.lock().unwrap().join("\n");
-    assert!(log.contains("session token minted"), "debug logging was on");
+    let written = leak::Written::collect(&gw, admin, &audit).await;
+    assert!(
+        written.log.contains("session token minted"),
+        "debug logging was on"
+    );
 
     let mut forbidden: Vec<(&str, String)> = vec![
         ("opentok api secret", API_SECRET.to_owned()),
@@ -232,11 +224,5 @@ upstream = "http://{up}"
     for t in injected {
         forbidden.push(("injected JWT", t));
     }
-    let places = [
-        ("stderr log", log.as_str()),
-        ("stdout", stdout.as_str()),
-        ("audit file", audit_text.as_str()),
-        ("metrics", metrics.as_str()),
-    ];
-    leak::assert_nowhere(&forbidden, &places, &answers);
+    written.assert_none_of(&forbidden, &answers);
 }

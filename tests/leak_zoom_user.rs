@@ -7,133 +7,39 @@
 
 mod common;
 
-use std::time::Duration;
-
 use base64::Engine as _;
-use common::issuer::{Issuer, SigningKey};
-use common::zoom_oauth::{zoom_oauth, CLIENT_ID, CLIENT_SECRET, REDIRECT_URI};
+use common::zoom_flow::{GrantStore, ZoomFlow, GRANT_KEY, MEETING, WEBHOOK_SECRET};
+use common::zoom_oauth::{CLIENT_ID, CLIENT_SECRET, REDIRECT_URI};
 use common::*;
 use http::StatusCode;
 use serde_json::{json, Value};
 
-const GRANT_KEY: &str = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=";
-const WEBHOOK_SECRET: &str = "leakcheck-zoom-user-webhook-secret";
-const MEETING: &str = "987654321";
-
-fn config(iss: &str, zoom: &str, zoom_ca: &str, echo: std::net::SocketAddr, audit: &str) -> String {
-    format!(
-        r#"
-[audit]
-path = "{audit}"
-
-[outbound]
-ca_file = "{zoom_ca}"
-
-[identity.corp]
-issuer = "{iss}"
-audiences = ["api://meetings"]
-algorithms = ["ES256"]
-
-[grants]
-key_id = "k1"
-key = "${{GRANT_KEY}}"
-path = "grants.redb"
-
-[zoom_user.main]
-client_id = "{CLIENT_ID}"
-client_secret = "${{ZOOM_USER_SECRET}}"
-redirect_uri = "{REDIRECT_URI}"
-return_to = ["https://app.example.com/done"]
-oauth_url = "{zoom}"
-api_url = "{zoom}"
-
-[credential.sdk]
-type = "zoom_meeting_sdk"
-client_id = "{CLIENT_ID}"
-client_secret = "${{ZOOM_USER_SECRET}}"
-
-[credential.zak]
-type = "zoom_zak"
-zoom_user = "main"
-
-[credential.obf]
-type = "zoom_obf"
-zoom_user = "main"
-
-[webhook.zoom]
-type = "zoom"
-secret_tokens = ["${{WEBHOOK_SECRET}}"]
-
-[[route]]
-name = "connect"
-path = "/zoom/connect"
-authenticate = "corp"
-zoom_user = {{ app = "main", action = "connect" }}
-
-[[route]]
-name = "callback"
-path = "/zoom/oauth/callback"
-authenticate = "none"
-zoom_user = {{ app = "main", action = "callback" }}
-
-[[route]]
-name = "status"
-path = "/zoom/status"
-authenticate = "corp"
-zoom_user = {{ app = "main", action = "status" }}
-
-[[route]]
-name = "disconnect"
-path = "/zoom/disconnect"
-methods = ["POST"]
-authenticate = "corp"
-zoom_user = {{ app = "main", action = "disconnect" }}
-
-[[route]]
-name = "signature"
-path = "/sdk/signature"
-methods = ["POST"]
-authenticate = "corp"
-respond = {{ credential = "sdk", zak = "zak", obf = "obf" }}
-
-[[route]]
-name = "join"
-path = "/join/{{meeting}}"
-authenticate = "corp"
-upstream = "http://{echo}"
-inject = [{{ credential = "zak", header = "X-Zoom-Zak" }}, {{ credential = "obf", header = "X-Zoom-Obf", meeting_param = "meeting" }}]
-
-[[route]]
-name = "zoom-events"
-path = "/webhooks/zoom"
-verify_webhook = "zoom"
-upstream = "http://{echo}"
-"#
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_of_a_zoom_grant_is_written_anywhere() {
-    let key = SigningKey::ec("ec-1");
-    let issuer = Issuer::start(vec![key.clone()]).await;
-    let zoom_certs = Certs::new();
-    let (zoom_base, zoom) = zoom_oauth(&zoom_certs).await;
+    let flow = ZoomFlow::start().await;
+    let (key, issuer, zoom, zoom_certs) = (&flow.key, &flow.issuer, &flow.zoom, &flow.zoom_certs);
     zoom.in_meeting.lock().unwrap().insert(MEETING.to_owned());
-    let echo = echo_upstream().await;
     let certs = Certs::new();
     let dir = tempfile::tempdir().unwrap();
     let audit = dir.path().join("audit.log");
+    // The shared configuration with its secrets taken from the environment.
+    let rest = flow
+        .config(GrantStore::File("grants.redb"))
+        .replace(&format!("key = \"{GRANT_KEY}\""), "key = \"${GRANT_KEY}\"")
+        .replace(
+            &format!("client_secret = \"{CLIENT_SECRET}\""),
+            "client_secret = \"${ZOOM_USER_SECRET}\"",
+        )
+        .replace(
+            &format!("secret_tokens = [\"{WEBHOOK_SECRET}\"]"),
+            "secret_tokens = [\"${WEBHOOK_SECRET}\"]",
+        );
+    assert!(!rest.contains(CLIENT_SECRET) && !rest.contains(GRANT_KEY));
     let cfg = write_config(
         &certs,
         dir.path(),
         "",
-        &config(
-            &issuer.url,
-            &zoom_base,
-            &zoom_certs.ca.display().to_string(),
-            echo,
-            &audit.display().to_string(),
-        ),
+        &format!("[audit]\npath = \"{}\"\n{rest}", audit.display()),
     );
     let env = [
         ("GRANT_KEY", GRANT_KEY),
@@ -142,11 +48,7 @@ async fn nothing_of_a_zoom_grant_is_written_anywhere() {
     ];
     let gw = BinaryGateway::spawn_with(&cfg, "debug", &env);
     let admin = gw.admin_addr.unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while admin_get(admin, "/readyz").await.0 != StatusCode::OK {
-        assert!(std::time::Instant::now() < deadline, "not ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    leak::wait_ready(admin).await;
     let c = client(&certs, false);
     let bearer = key.sign(&issuer.claims("alice", json!({})));
     let auth = format!("Bearer {bearer}");
@@ -175,7 +77,7 @@ async fn nothing_of_a_zoom_grant_is_written_anywhere() {
         .map(|(_, v)| v.into_owned())
         .unwrap();
     // The browser at Zoom, then back to the gateway with code and state.
-    let (s, h, _) = get(&client(&zoom_certs, false), &url, &[]).await;
+    let (s, h, _) = get(&client(zoom_certs, false), &url, &[]).await;
     assert_eq!(s, StatusCode::FOUND);
     let query = h["location"]
         .to_str()
@@ -227,13 +129,11 @@ async fn nothing_of_a_zoom_grant_is_written_anywhere() {
     assert_eq!(s, StatusCode::CONFLICT);
     answers.push(format!("{h:?} {}", String::from_utf8_lossy(&b)));
 
-    let metrics = scrape(admin).await;
-    tokio::time::sleep(Duration::from_millis(300)).await; // audit writer flush
-    gw.signal("TERM");
-    let audit_text = std::fs::read_to_string(&audit).unwrap();
-    let log = gw.log.lock().unwrap().join("\n");
-    let stdout = gw.stdout.lock().unwrap().join("\n");
-    assert!(log.contains("Zoom user connected"), "debug logging was on");
+    let written = leak::Written::collect(&gw, admin, &audit).await;
+    assert!(
+        written.log.contains("Zoom user connected"),
+        "debug logging was on"
+    );
 
     let mut forbidden: Vec<(&str, String)> = vec![
         ("zoom client secret", CLIENT_SECRET.to_owned()),
@@ -268,11 +168,5 @@ async fn nothing_of_a_zoom_grant_is_written_anywhere() {
         let t = echoed["headers"][h].as_str().expect("injected").to_owned();
         forbidden.push(("injected zak or obf token", t));
     }
-    let places = [
-        ("stderr log", log.as_str()),
-        ("stdout", stdout.as_str()),
-        ("audit file", audit_text.as_str()),
-        ("metrics", metrics.as_str()),
-    ];
-    leak::assert_nowhere(&forbidden, &places, &answers);
+    written.assert_none_of(&forbidden, &answers);
 }

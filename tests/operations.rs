@@ -181,11 +181,7 @@ async fn nothing_secret_is_written_anywhere() {
     // Debug logging: even the detailed logs must stay clean.
     let gw = BinaryGateway::spawn_with(&cfg, "debug", ENV);
     let admin = gw.admin_addr.unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while admin_get(admin, "/readyz").await.0 != StatusCode::OK {
-        assert!(std::time::Instant::now() < deadline, "not ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    leak::wait_ready(admin).await;
 
     let mut bearer_tokens = Vec::new();
     let mut tok = |sub: &str, groups: &[&str], tenant: &str| {
@@ -376,12 +372,8 @@ async fn nothing_secret_is_written_anywhere() {
     );
     assert!(minted.len() >= 5, "{minted:?}");
 
-    let metrics = scrape(admin).await;
-    tokio::time::sleep(Duration::from_millis(300)).await; // audit writer flush
-    gw.signal("TERM");
-    let audit_text = std::fs::read_to_string(&audit).unwrap();
-    let log = gw.log.lock().unwrap().join("\n");
-    let stdout = gw.stdout.lock().unwrap().join("\n");
+    let written = leak::Written::collect(&gw, admin, &audit).await;
+    let (audit_text, log) = (&written.audit, &written.log);
     assert!(
         audit_text.lines().count() >= 17,
         "one audit line per request:\n{audit_text}"
@@ -410,13 +402,7 @@ async fn nothing_secret_is_written_anywhere() {
         forbidden.push(("minted credential", m.clone()));
     }
     forbidden.push(("zoom app context", ctx[..40].to_owned()));
-    let places = [
-        ("stderr log", log.as_str()),
-        ("stdout", stdout.as_str()),
-        ("audit file", audit_text.as_str()),
-        ("metrics", metrics.as_str()),
-    ];
-    leak::assert_nowhere(&forbidden, &places, &seen.text);
+    written.assert_none_of(&forbidden, &seen.text);
     // A respond route's body holds only its own credential.
     for body in &seen.responded {
         for s in [
