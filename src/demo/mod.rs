@@ -300,21 +300,11 @@ impl DevIssuer {
     /// Serves the issuer on `listener`.
     pub async fn serve(self, listener: TcpListener) {
         let me = std::sync::Arc::new(self);
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                continue;
-            };
+        serve_http1(listener, move |req| {
             let me = me.clone();
-            tokio::spawn(async move {
-                let svc = service_fn(move |req: Request<Incoming>| {
-                    let me = me.clone();
-                    async move { Ok::<_, hyper::Error>(me.answer(&req)) }
-                });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(tcp), svc)
-                    .await;
-            });
-        }
+            async move { me.answer(&req) }
+        })
+        .await
     }
 
     fn answer<B>(&self, req: &Request<B>) -> Response<Full<Bytes>> {
@@ -378,18 +368,40 @@ impl DevIssuer {
 
 /// A small upstream that answers every request with a JSON description of
 /// what it received (method, path, query, headers, body size).
-pub async fn echo_upstream(listener: TcpListener) {
+/// Serves HTTP/1.1 on `listener`, one task per connection, every request
+/// answered by `handler` (the demo's local stand-ins).
+pub(crate) async fn serve_http1<F, Fut>(listener: TcpListener, handler: F)
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
             continue;
         };
+        let handler = handler.clone();
         tokio::spawn(async move {
+            let svc = service_fn(move |req: Request<Incoming>| {
+                let fut = handler(req);
+                async move { Ok::<_, hyper::Error>(fut.await) }
+            });
             let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(tcp), service_fn(echo))
+                .serve_connection(TokioIo::new(tcp), svc)
                 .with_upgrades()
                 .await;
         });
     }
+}
+
+pub async fn echo_upstream(listener: TcpListener) {
+    serve_http1(listener, |req| async move {
+        echo(req).await.unwrap_or_else(|_| {
+            let mut r = Response::new(Full::new(Bytes::from_static(b"body failed")));
+            *r.status_mut() = http::StatusCode::BAD_REQUEST;
+            r
+        })
+    })
+    .await
 }
 
 async fn echo(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, hyper::Error> {

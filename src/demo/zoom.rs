@@ -15,9 +15,6 @@ use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, LOCATION};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 
@@ -71,21 +68,11 @@ impl DevZoom {
     /// Serves the stand-in on `listener`.
     pub async fn serve(self, listener: TcpListener) {
         let me = Arc::new(self);
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                continue;
-            };
+        super::serve_http1(listener, move |req| {
             let me = me.clone();
-            tokio::spawn(async move {
-                let svc = service_fn(move |req: Request<Incoming>| {
-                    let me = me.clone();
-                    async move { Ok::<_, hyper::Error>(me.answer(req).await) }
-                });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(tcp), svc)
-                    .await;
-            });
-        }
+            async move { me.answer(req).await }
+        })
+        .await
     }
 
     async fn answer(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {

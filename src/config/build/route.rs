@@ -274,38 +274,30 @@ impl Builder<'_, '_> {
     /// forwards the verified event as it came, so what only forwarding or
     /// injection uses is refused there rather than silently ignored.
     pub(super) fn dead_combinations(&mut self, r: &RawRoute, p: &KeyPath) {
-        let (stage, unused): (&str, &[(&str, bool)]) = if r.zoom_user.is_some() {
-            (
-                "a `zoom_user` route is answered by the gateway",
-                &[
-                    ("respond", r.respond.is_some()),
-                    ("inject", r.inject.is_some()),
-                    ("verify_webhook", r.verify_webhook.is_some()),
-                    ("websocket", r.websocket.is_some()),
-                    ("forward_bearer", r.forward_bearer.is_some()),
-                    ("preserve_host", r.preserve_host.is_some()),
-                    ("strip_prefix", r.strip_prefix.is_some()),
-                    ("upstream_ca", r.upstream_ca.is_some()),
-                    ("claims_to_headers", r.claims_to_headers.is_some()),
-                ],
-            )
+        // What only forwarding uses: dead on a route the gateway answers.
+        let forwarding = [
+            ("inject", r.inject.is_some()),
+            ("verify_webhook", r.verify_webhook.is_some()),
+            ("websocket", r.websocket.is_some()),
+            ("forward_bearer", r.forward_bearer.is_some()),
+            ("preserve_host", r.preserve_host.is_some()),
+            ("strip_prefix", r.strip_prefix.is_some()),
+            ("upstream_ca", r.upstream_ca.is_some()),
+        ];
+        let (stage, unused): (&str, Vec<(&str, bool)>) = if r.zoom_user.is_some() {
+            let mut keys = forwarding.to_vec();
+            keys.push(("respond", r.respond.is_some()));
+            keys.push(("claims_to_headers", r.claims_to_headers.is_some()));
+            ("a `zoom_user` route is answered by the gateway", keys)
         } else if r.respond.is_some() {
             (
                 "a `respond` route is answered by the gateway",
-                &[
-                    ("inject", r.inject.is_some()),
-                    ("verify_webhook", r.verify_webhook.is_some()),
-                    ("websocket", r.websocket.is_some()),
-                    ("forward_bearer", r.forward_bearer.is_some()),
-                    ("preserve_host", r.preserve_host.is_some()),
-                    ("strip_prefix", r.strip_prefix.is_some()),
-                    ("upstream_ca", r.upstream_ca.is_some()),
-                ],
+                forwarding.to_vec(),
             )
         } else if r.verify_webhook.is_some() {
             (
                 "a `verify_webhook` route forwards the verified event as it came",
-                &[
+                vec![
                     ("inject", r.inject.is_some()),
                     ("websocket", r.websocket.is_some()),
                 ],
@@ -314,7 +306,7 @@ impl Builder<'_, '_> {
             return;
         };
         for (key, set) in unused {
-            if *set {
+            if set {
                 self.err(&p.key(key), format!("{stage}: `{key}` would never apply"));
             }
         }
