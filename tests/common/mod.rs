@@ -49,6 +49,17 @@ impl Certs {
         Certs { dir, ca, cert, key }
     }
 
+    /// Like [`Certs::new`], the leaf also valid for `extra` names (e.g. a
+    /// public host name a browser is pointed at with a resolver rule).
+    pub fn with_names(extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut names = vec!["localhost", "127.0.0.1"];
+        names.extend_from_slice(extra);
+        let certs = meetgate::tls::generate_dev_certs(&names).unwrap();
+        let (ca, cert, key) = certs.write_to(dir.path()).unwrap();
+        Certs { dir, ca, cert, key }
+    }
+
     pub fn roots(&self) -> rustls::RootCertStore {
         let mut roots = rustls::RootCertStore::empty();
         meetgate::tls::add_pem_roots(&mut roots, &self.ca).unwrap();
@@ -172,6 +183,29 @@ impl TestGateway {
         )
         .unwrap();
         let env: meetgate::Env = Arc::new(move |k: &str| env.get(k).cloned());
+        let gw = meetgate::start(&config, env)
+            .await
+            .unwrap_or_else(|e| panic!("start: {}", e.report()));
+        TestGateway {
+            gw,
+            certs,
+            config,
+            dir,
+        }
+    }
+
+    /// Starts the gateway with `certs` on a fixed `listen` address (for a
+    /// URL that must be known before the start, such as a redirect URI).
+    pub async fn start_on(certs: Certs, listen: SocketAddr, rest: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("meetgate.toml");
+        let server = server_section(&certs, "").replacen(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"{listen}\""),
+            1,
+        );
+        std::fs::write(&config, format!("{server}{rest}")).unwrap();
+        let env: meetgate::Env = Arc::new(|_: &str| None);
         let gw = meetgate::start(&config, env)
             .await
             .unwrap_or_else(|e| panic!("start: {}", e.report()));
@@ -541,6 +575,7 @@ pub fn ensure_node_modules() {
             "jsrsasign",
             "opentok",
             "jsonwebtoken",
+            "playwright-core",
         ]
         .iter()
         .all(|p| dir.join("node_modules").join(p).exists());

@@ -3,9 +3,10 @@
 //! an ephemeral loopback port (`tls_front` over `upstream`):
 //!
 //! - `GET /oauth/authorize`: checks `response_type=code`, the client id,
-//!   the redirect URI (exact), `code_challenge_method=S256` and the
-//!   challenge's form, then "signs in" [`ZoomOAuth::user_id`] and answers
-//!   302 to `redirect_uri?code=…&state=…`; codes live 5 minutes, single use;
+//!   the redirect URI (exact: [`ZoomOAuth::redirect_uri`]),
+//!   `code_challenge_method=S256` and the challenge's form, then "signs
+//!   in" [`ZoomOAuth::user_id`] and answers 302 to
+//!   `redirect_uri?code=…&state=…`; codes live 5 minutes, single use;
 //! - `POST /oauth/token`: HTTP Basic client auth, form body with
 //!   `grant_type` first; `authorization_code` checks the redirect URI and
 //!   the PKCE verifier (S256); `refresh_token` accepts only the latest
@@ -94,6 +95,9 @@ pub struct ZoomOAuth {
     pub verifiers: Mutex<Vec<String>>,
     /// `https://localhost:PORT`, the OAuth and API base (and `api_url`).
     pub base: Mutex<String>,
+    /// The redirect URI on the app's allow list ([`REDIRECT_URI`] unless a
+    /// test sets another, e.g. one with the port a browser must reach).
+    pub redirect_uri: Mutex<String>,
     books: Mutex<Books>,
     issued: AtomicUsize,
 }
@@ -202,7 +206,7 @@ impl ZoomOAuth {
                 json!({ "error": "invalid_client", "reason": "Invalid client_id" }),
             );
         }
-        if get("redirect_uri") != REDIRECT_URI {
+        if get("redirect_uri") != *self.redirect_uri.lock().unwrap() {
             // Never redirect to an unregistered URI.
             return reply(
                 400,
@@ -417,6 +421,7 @@ pub async fn zoom_oauth(certs: &Certs) -> (String, Arc<ZoomOAuth>) {
     *z.user_id.lock().unwrap() = "TESTzoomUser01".to_owned();
     *z.scopes.lock().unwrap() = "user:read:token user:read:zak".to_owned();
     z.expires_in.store(3599, Ordering::SeqCst);
+    *z.redirect_uri.lock().unwrap() = REDIRECT_URI.to_owned();
     let s = z.clone();
     let plain = upstream(move |req: http::Request<hyper::body::Incoming>| {
         let s = s.clone();
