@@ -14,9 +14,9 @@
 //! `api_url` to token answers; the script gives scope-less authorize
 //! requests the app's scopes and adds `api_url`, everything else (codes,
 //! PKCE check, client authentication, rotation, refusals) is oidc-provider's
-//! own. Not compared: revocation. RFC 7009's answer is 200 with an empty
-//! body (oidc-provider's), Zoom's is `{"status":"success"}`, and
-//! `ZoomUserClient::revoke` reads a non-JSON success as malformed.
+//! own. Revocation: RFC 7009's answer is 200 with an empty body
+//! (oidc-provider's), Zoom's is `{"status":"success"}`; the client takes
+//! both.
 
 mod common;
 
@@ -265,5 +265,10 @@ async fn code_pkce_exchange_and_rotating_refresh_with_oidc_provider() {
 
     // The code was single use.
     let err = client.exchange_code(code, &verifier).await.unwrap_err();
+    assert!(matches!(err, ZoomUserError::InvalidGrant), "{err:?}");
+
+    // Revocation (RFC 7009: 200, empty body) ends the grant.
+    client.revoke(&third.refresh_token).await.expect("revoked");
+    let err = client.refresh(&third.refresh_token).await.unwrap_err();
     assert!(matches!(err, ZoomUserError::InvalidGrant), "{err:?}");
 }

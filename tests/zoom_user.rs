@@ -312,3 +312,36 @@ async fn grants_survive_a_restart_and_are_sealed_on_disk() {
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(v["connected"], true);
 }
+
+#[tokio::test]
+async fn a_reload_keeps_cached_zaks_unless_the_app_changed() {
+    let env = setup().await;
+    env.connect("alice").await;
+    env.z.join_meeting();
+    let (s, first) = env.signature("alice").await;
+    assert_eq!(s, StatusCode::OK, "{first}");
+    let zaks = env.z.zoom.zak.load(Ordering::SeqCst);
+    // The same file again: the app, its client and its ZAKs are kept.
+    let rest = env.z.config(GrantStore::File("grants.redb"));
+    env.gw.rewrite(&rest, true);
+    assert!(env.gw.gw.reload().await);
+    let (_, again) = env.signature("alice").await;
+    assert_eq!(again["zak"], first["zak"]);
+    assert_eq!(
+        env.z.zoom.zak.load(Ordering::SeqCst),
+        zaks,
+        "no new ZAK fetched"
+    );
+    // A changed app (here its return_to list) starts afresh.
+    env.gw.rewrite(
+        &rest.replace(
+            "\"https://app.example.com/other\"",
+            "\"https://app.example.com/elsewhere\"",
+        ),
+        true,
+    );
+    assert!(env.gw.gw.reload().await);
+    let (s, _) = env.signature("alice").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(env.z.zoom.zak.load(Ordering::SeqCst), zaks + 1);
+}

@@ -158,8 +158,19 @@ impl Live {
                 .zoom_users
                 .iter()
                 .map(|(name, app)| {
-                    let live = ZoomUsers::new(app.clone(), outbound.clone(), vault.clone());
-                    (name.clone(), Arc::new(live))
+                    // Unchanged app, trust and vault: keep it (and its ZAKs).
+                    let kept = previous
+                        .and_then(|p| p.zoom_users.get(name))
+                        .filter(|z| {
+                            Arc::ptr_eq(&z.vault, vault)
+                                && app_fingerprint(&z.settings) == app_fingerprint(app)
+                                && p_trust(previous) == Some(settings.outbound_trust.as_str())
+                        })
+                        .cloned();
+                    let live = kept.unwrap_or_else(|| {
+                        Arc::new(ZoomUsers::new(app.clone(), outbound.clone(), vault.clone()))
+                    });
+                    (name.clone(), live)
                 })
                 .collect(),
             None => HashMap::new(),
@@ -224,6 +235,27 @@ impl Live {
             connections,
         }
     }
+}
+
+/// Every setting of a Zoom app, its secret included (only the digest is
+/// kept or compared).
+fn app_fingerprint(app: &crate::config::ZoomUserAppSettings) -> String {
+    use secrecy::ExposeSecret;
+    let return_to = app.return_to.join("\n");
+    crate::registry::fingerprint(&[
+        app.name.as_bytes(),
+        app.client_id.as_bytes(),
+        app.client_secret.expose_secret().as_bytes(),
+        app.redirect_uri.as_bytes(),
+        return_to.as_bytes(),
+        app.oauth_base.as_bytes(),
+        app.api_base.as_bytes(),
+    ])
+}
+
+/// The outbound trust fingerprint `previous` was assembled with.
+fn p_trust(previous: Option<&Live>) -> Option<&str> {
+    previous.map(|p| p.settings.outbound_trust.as_str())
 }
 
 impl std::fmt::Debug for Live {

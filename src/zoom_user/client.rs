@@ -112,6 +112,12 @@ impl ZoomUserClient {
                 }
             })??;
         let json = serde_json::from_slice::<Value>(&bytes).ok();
+        if status.is_success() && bytes.is_empty() {
+            // RFC 7009 revocation answers 200 with no body (Zoom sends
+            // {"status":"success"}); token and API answers then fail their
+            // own shape checks.
+            return Ok((status, headers, Value::Null));
+        }
         if status.is_success() {
             let json = json.ok_or_else(|| ZoomUserError::Malformed {
                 reason: format!("{what}: answer is not JSON"),
