@@ -22,6 +22,7 @@ use crate::net::is_loopback_host;
 use crate::secret::{resolve, EnvLookup};
 use crate::tls;
 
+mod credential;
 mod route;
 mod route_credentials;
 mod sections;
