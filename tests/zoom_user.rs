@@ -170,6 +170,41 @@ async fn the_state_is_single_use_bound_and_sealed() {
     let (_, v) = env.call("GET", "/zoom/status", "bob", "").await;
     assert_eq!(v["connected"], false, "no grant stored for a refused state");
 
+    // A code Zoom refuses (here: not the one it issued): 400, nothing
+    // stored, and the state is spent.
+    let url = env.authorize("carol", None).await;
+    let (head, query) = url.split_once('?').unwrap();
+    let forged: String = form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| {
+            let v = if k == "code" {
+                "not-the-code".into()
+            } else {
+                v
+            };
+            format!(
+                "{k}={}",
+                form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("&");
+    let (status, _, v) = env.callback(&format!("{head}?{forged}")).await;
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("zoom_code_rejected"))
+    );
+    let (_, v) = env.call("GET", "/zoom/status", "carol", "").await;
+    assert_eq!(
+        v["connected"], false,
+        "nothing stored after a refused exchange"
+    );
+    let (status, _, _) = env.callback(&url).await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "the state was used once already"
+    );
+
     // No state, or Zoom's error parameter: clear answers.
     let (status, _, v) = env
         .callback(&env.gw.url("/zoom/oauth/callback?code=abc"))
