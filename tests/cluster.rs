@@ -6,122 +6,18 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::redis_server::Redis;
 use common::token_server::{token_server, TokenServer, S2S_SECRET};
 use common::*;
 use http::{Response, StatusCode};
 use http_body_util::BodyExt;
 
 const WEBHOOK_SECRET: &str = "cluster-webhook-secret-token";
-
-/// A `redis-server` on a loopback port, stopped on drop.
-struct Redis {
-    port: u16,
-    args: Vec<String>,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl Redis {
-    async fn start() -> Redis {
-        Redis::start_with(&[]).await
-    }
-
-    /// Starts with extra `redis-server` arguments (the port is chosen here).
-    async fn start_with(extra: &[&str]) -> Redis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut r = Redis {
-            port,
-            args: extra.iter().map(|s| s.to_string()).collect(),
-            dir: tempfile::tempdir().unwrap(),
-            child: None,
-        };
-        r.restart().await;
-        r
-    }
-
-    /// (Re)starts the server on the same port and waits until it listens.
-    async fn restart(&mut self) {
-        let tls = self.args.iter().any(|a| a == "--tls-port");
-        let mut cmd = Command::new("redis-server");
-        cmd.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .args([
-                "--port",
-                &if tls {
-                    "0".to_owned()
-                } else {
-                    self.port.to_string()
-                },
-            ]);
-        if tls {
-            cmd.args(self.args.iter().map(|a| {
-                if a == "PORT" {
-                    self.port.to_string()
-                } else {
-                    a.clone()
-                }
-            }));
-        } else {
-            cmd.args(&self.args);
-        }
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (apt-get install redis-server; .ci/run does)");
-        self.child = Some(child);
-        let addr: SocketAddr = ([127, 0, 0, 1], self.port).into();
-        let start = Instant::now();
-        while tokio::net::TcpStream::connect(addr).await.is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "redis-server did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Kills the server (SIGKILL: no goodbye to the clients).
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    /// A direct connection for inspecting what the gateways stored.
-    async fn conn(&self, password: Option<&str>) -> redis::aio::MultiplexedConnection {
-        let url = match password {
-            Some(p) => format!("redis://:{p}@127.0.0.1:{}/0", self.port),
-            None => self.url(),
-        };
-        redis::Client::open(url)
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap()
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 /// A webhook receiver counting successful deliveries; answers slowly
 /// enough that concurrent duplicates overlap.
@@ -326,7 +222,7 @@ async fn three_replicas_make_one_token_request_for_300_cold_requests() {
 
     // What Redis holds: the token with its expiry under the prefix, never
     // the client secret.
-    let mut conn = redis.conn(None).await;
+    let mut conn = redis.conn().await;
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg("*")
         .query_async(&mut conn)
@@ -450,7 +346,7 @@ async fn a_webhook_is_forwarded_once_across_replicas() {
     assert_eq!(r.hooks.count.load(Ordering::SeqCst), 2);
 
     // Delivered keys live in Redis with the dedup window as expiry.
-    let mut conn = redis.conn(None).await;
+    let mut conn = redis.conn().await;
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg("w1:webhook:*")
         .query_async(&mut conn)
@@ -548,7 +444,7 @@ async fn a_slow_redis_counts_as_down_and_requests_do_not_wait_for_it() {
     let r = replicas(&cluster_section(&redis.url(), "s1:"), Duration::ZERO).await;
     warm_up(&r).await;
     // Redis stops answering for 3 s (timeout_ms is 200).
-    let mut conn = redis.conn(None).await;
+    let mut conn = redis.conn().await;
     let sleeper = tokio::spawn(async move {
         let _: redis::RedisResult<String> = redis::cmd("DEBUG")
             .arg("SLEEP")
@@ -602,7 +498,7 @@ async fn redis_password_wins_over_the_url_and_stays_out_of_debug_output() {
     assert_eq!(deliver(&gws[0], &e).await.1, "received");
     assert_eq!(deliver(&gws[1], &e).await.1, r#"{"status":"duplicate"}"#);
     assert_eq!(hooks.count.load(Ordering::SeqCst), 1);
-    let mut conn = redis.conn(Some("right-redis-password")).await;
+    let mut conn = redis.conn_as(Some("right-redis-password")).await;
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg("p1:webhook:*")
         .query_async(&mut conn)

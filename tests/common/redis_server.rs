@@ -16,7 +16,7 @@ pub struct Redis {
 impl Redis {
     /// Without persistence.
     pub async fn start() -> Redis {
-        Redis::start_with(&["--save", "", "--appendonly", "no"]).await
+        Redis::start_with(&[]).await
     }
 
     /// With an append-only file synced on every write (what the README
@@ -33,8 +33,10 @@ impl Redis {
         .await
     }
 
-    /// With these `redis-server` arguments (port, bind and dir are set
-    /// here).
+    /// With these `redis-server` arguments after the defaults (no
+    /// persistence; later arguments win). Port, bind and dir are set here;
+    /// with `--tls-port`, write `PORT` for the chosen port (the plain port
+    /// is then closed).
     pub async fn start_with(args: &[&str]) -> Redis {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -54,11 +56,22 @@ impl Redis {
     /// (Re)starts the server on the same port and directory and waits
     /// until it answers.
     pub async fn restart(&mut self) {
+        let tls = self.args.iter().any(|a| a == "--tls-port");
+        let port = self.port.to_string();
+        let plain_port = if tls { "0" } else { port.as_str() };
+        let args = self.args.iter().map(|a| {
+            if a == "PORT" {
+                port.as_str()
+            } else {
+                a.as_str()
+            }
+        });
         let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--port", plain_port])
             .arg("--dir")
             .arg(self.dir.path())
-            .args(&self.args)
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -98,7 +111,16 @@ impl Redis {
 
     /// A direct connection for inspecting what the gateways stored.
     pub async fn conn(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(self.url())
+        self.conn_as(None).await
+    }
+
+    /// A direct connection with this password (`requirepass` servers).
+    pub async fn conn_as(&self, password: Option<&str>) -> redis::aio::MultiplexedConnection {
+        let url = match password {
+            Some(p) => format!("redis://:{p}@127.0.0.1:{}/0", self.port),
+            None => self.url(),
+        };
+        redis::Client::open(url)
             .unwrap()
             .get_multiplexed_async_connection()
             .await
