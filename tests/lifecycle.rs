@@ -139,28 +139,9 @@ fn check(config: &std::path::Path, env: &[(&str, &str)]) -> std::process::Output
     cmd.output().unwrap()
 }
 
-/// The throwaway PKCS#8 RSA key of the test vectors, for
-/// `VONAGE_PRIVATE_KEY`.
-fn test_rsa_key() -> String {
-    let text = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/vectors-2026.json"),
-    )
-    .unwrap();
-    let all: serde_json::Value = serde_json::from_str(&text).unwrap();
-    all["vectors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["name"] == "vonage_app_jwt_default")
-        .unwrap()["inputs"]["private_key_pem"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 #[test]
 fn check_accepts_the_example_file_with_its_variables_set() {
-    let key = test_rsa_key();
+    let key = vector_rsa_key();
     let mut env = EXAMPLE_ENV.to_vec();
     env.push(("VONAGE_PRIVATE_KEY", &key));
     let out = check(&example_config(), &env);

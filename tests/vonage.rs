@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,23 +24,6 @@ const OT_SESSION: &str = "1_MX4xMjM0NTY3OH5-MTc2NzIyNTYwMDAwMH5hYmNkZWZnaGlqa2xt
 const VONAGE_SESSION: &str =
     "2_MX5hYWFhYWFhYS1iYmJiLTRjY2MtOGRkZC0wMTIzNDU2Nzg5YWJ-fjE3NjcyMjU2MDAwMDB-dGVzdHNlc3Npb25-fn4";
 
-fn vector_key() -> String {
-    let text = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/vectors-2026.json"),
-    )
-    .unwrap();
-    let all: Value = serde_json::from_str(&text).unwrap();
-    all["vectors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["name"] == "vonage_app_jwt_default")
-        .unwrap()["inputs"]["private_key_pem"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 /// Verifies an RS256 compact JWT with the public half of the vector key;
 /// returns its claims.
 fn verify_rs256(jwt: &str) -> Value {
@@ -50,7 +32,7 @@ fn verify_rs256(jwt: &str) -> Value {
     };
     use rustls_pki_types::pem::PemObject;
     let der =
-        rustls_pki_types::PrivatePkcs8KeyDer::from_pem_slice(vector_key().as_bytes()).unwrap();
+        rustls_pki_types::PrivatePkcs8KeyDer::from_pem_slice(vector_rsa_key().as_bytes()).unwrap();
     let pair = RsaKeyPair::from_pkcs8(der.secret_pkcs8_der()).unwrap();
     let public = UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, pair.public_key().as_ref());
     let (signed, sig) = jwt.rsplit_once('.').unwrap();
@@ -75,7 +57,7 @@ async fn setup() -> Env {
     let (up, seen) = header_recorder().await;
     let keys = tempfile::tempdir().unwrap();
     let pem = keys.path().join("private.key");
-    std::fs::write(&pem, vector_key()).unwrap();
+    std::fs::write(&pem, vector_rsa_key()).unwrap();
     let gw = TestGateway::start(&format!(
         r#"
 [identity.corp]

@@ -550,6 +550,35 @@ impl Drop for BinaryGateway {
         let _ = self.child.wait();
     }
 }
+/// The platform test vector `name` (`tests/data/vectors.json` or
+/// `tests/data/vectors-2026.json`).
+pub fn vector(name: &str) -> serde_json::Value {
+    for file in ["vectors.json", "vectors-2026.json"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data")
+            .join(file);
+        let all: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        if let Some(v) = all["vectors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == name)
+        {
+            return v.clone();
+        }
+    }
+    panic!("vector {name}")
+}
+
+/// The throwaway PKCS#8 RSA key of the Vonage vectors.
+pub fn vector_rsa_key() -> String {
+    vector("vonage_app_jwt_default")["inputs"]["private_key_pem"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 pub mod h2;
 pub mod issuer;
 pub mod leak;
