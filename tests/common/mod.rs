@@ -605,6 +605,8 @@ pub fn ensure_node_modules() {
             "opentok",
             "jsonwebtoken",
             "playwright-core",
+            "@vonage/jwt",
+            "@vonage/video",
         ]
         .iter()
         .all(|p| dir.join("node_modules").join(p).exists());
@@ -702,6 +704,32 @@ pub fn zoom_webhook_signature(secret: &str, ts: &str, body: &[u8]) -> String {
     m.update(format!("v0:{ts}:").as_bytes());
     m.update(body);
     format!("v0={}", hex::encode(m.finalize().into_bytes()))
+}
+
+/// `Authorization` of a Vonage signed callback as the Rust tests sign it
+/// (docs/platforms/platforms-2026.md section 4): `Bearer` and an HS256 JWT
+/// whose claims are `iat`, `jti`, `iss` (`Vonage`), `payload_hash` (lowercase
+/// hex SHA-256 of the raw body), `api_key` and `application_id`.
+pub fn vonage_callback_authorization(
+    secret: &str,
+    body: &[u8],
+    application_id: &str,
+    jti: &str,
+    iat: u64,
+) -> String {
+    use sha2::Digest;
+    let claims = serde_json::json!({
+        "iat": iat, "jti": jti, "iss": "Vonage",
+        "payload_hash": hex::encode(sha2::Sha256::digest(body)),
+        "api_key": "a1b2c3d4", "application_id": application_id,
+    });
+    let jwt = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap();
+    format!("Bearer {jwt}")
 }
 
 /// The claims of a compact JWT (no verification).
