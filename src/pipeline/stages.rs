@@ -92,14 +92,21 @@ impl Ctx<'_> {
             .then(|| req.uri().query().map(str::to_owned))
             .flatten();
         let wait = self.live.settings.limits.upstream_timeout;
-        let injected = inject::inject(
-            self.route,
-            wait,
-            principal,
-            &self.captures,
-            query.as_deref(),
-        )
-        .await?;
+        // Injecting (minting, fetching, a Zoom user's tokens) and the
+        // refused-token retry are boxed: a plain proxied request's future
+        // does not carry their room (pipeline::tests).
+        let injected = if self.route.inject.is_empty() {
+            inject::Injected::default()
+        } else {
+            Box::pin(inject::inject(
+                self.route,
+                wait,
+                principal,
+                &self.captures,
+                query.as_deref(),
+            ))
+            .await?
+        };
         let retry = (!injected.fetched.is_empty() && is_bodiless(&req)).then(|| Retry {
             head: head_of(&req),
             headers: headers.clone(),
@@ -114,10 +121,15 @@ impl Ctx<'_> {
         let req = req.map(|inner| ReqBody::Stream { inner });
         let mut resp = target.send(req, websocket, headers).await?;
         if resp.status() == StatusCode::UNAUTHORIZED && !injected.fetched.is_empty() {
-            resp = self
-                .refused_token(&target, &injected, retry, principal, query.as_deref())
-                .await?
-                .unwrap_or(resp);
+            resp = Box::pin(self.refused_token(
+                &target,
+                &injected,
+                retry,
+                principal,
+                query.as_deref(),
+            ))
+            .await?
+            .unwrap_or(resp);
         }
         self.log.upstream = Some(started.elapsed());
         if let Some(client_upgrade) = client_upgrade {
