@@ -295,6 +295,15 @@ async fn bad_session_tokens_requests_get_stable_codes() {
             StatusCode::BAD_REQUEST,
             "connection_data_too_long",
         ),
+        // 611 characters but 1211 UTF-16 code units, which is what the
+        // SDKs count (opentok's generateToken refuses such data).
+        (
+            vonage_path(),
+            json!({ "groups": ["hosts"], "name": "\u{1F600}".repeat(600) }),
+            "{}",
+            StatusCode::BAD_REQUEST,
+            "connection_data_too_long",
+        ),
         (
             "/opentok/token".into(),
             host.clone(),

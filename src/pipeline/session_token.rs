@@ -93,10 +93,13 @@ fn connection_data(resp: &Respond, p: Option<&Principal>) -> Result<Option<Strin
         out.insert(path.clone(), v);
     }
     let text = Value::Object(out).to_string();
-    if text.chars().count() > MAX_CONNECTION_DATA {
+    // Counted as the SDKs count (JavaScript string length: UTF-16 code
+    // units), so every token answered here is one opentok's own
+    // generateToken would also accept: an emoji counts twice.
+    if text.encode_utf16().count() > MAX_CONNECTION_DATA {
         return Err(bad(
             "connection_data_too_long",
-            "the connection data would exceed 1024 characters",
+            "the connection data would exceed 1024 characters (UTF-16 code units, as the SDKs count)",
         ));
     }
     Ok(Some(text))
