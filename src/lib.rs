@@ -32,7 +32,7 @@ pub mod zoom_user;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -78,6 +78,10 @@ pub struct State {
     pub metrics: Arc<metrics::Metrics>,
     /// The audit trail, when `[audit]` is configured.
     pub audit: arc_swap::ArcSwapOption<audit::AuditSink>,
+    /// When the gateway started serving (readiness grace).
+    pub started: std::time::Instant,
+    /// Set on SIGTERM: `/readyz` fails while the listeners still accept.
+    pub draining: AtomicBool,
     config_path: PathBuf,
     env: Env,
 }
@@ -215,7 +219,13 @@ impl StartError {
 
 /// Loads a snapshot to serve.
 fn load_runnable(path: &Path, env: &Env) -> Result<Snapshot, StartError> {
-    Ok(config::load_file(path, BuildMode::Run, &**env)?)
+    let snap = config::load_file(path, BuildMode::Run, &**env)?;
+    // What `check` warns about (an upstream in plaintext, ...) is logged
+    // each time such a file is put in service.
+    for w in &snap.warnings {
+        tracing::warn!(config = %path.display(), "configuration warning: {w}");
+    }
+    Ok(snap)
 }
 
 /// A running gateway.
@@ -329,6 +339,8 @@ pub async fn start(config_path: &Path, env: Env) -> Result<Gateway, StartError> 
         cluster,
         metrics,
         audit: arc_swap::ArcSwapOption::new(audit),
+        started: std::time::Instant::now(),
+        draining: AtomicBool::new(false),
         generation: AtomicU64::new(1),
         reloads_ok: AtomicU64::new(0),
         reloads_failed: AtomicU64::new(0),
@@ -385,6 +397,26 @@ impl Gateway {
         let _ = self.shutdown.send(true);
         while self.tasks.join_next().await.is_some() {}
     }
+
+    /// What SIGTERM does: `/readyz` answers 503 from now on, the listeners
+    /// keep accepting for `server.drain_ms` (or until `cut_short` resolves:
+    /// a second signal), then [`Gateway::shutdown`].
+    pub async fn drain(self, cut_short: impl std::future::Future<Output = ()>) {
+        self.state.draining.store(true, Ordering::SeqCst);
+        let window = self.state.live.load().settings.server.drain;
+        if !window.is_zero() {
+            tracing::info!(
+                drain_ms = window.as_millis() as u64,
+                "draining: /readyz fails, the listeners accept until the window ends"
+            );
+            tokio::select! {
+                () = tokio::time::sleep(window) => {}
+                () = cut_short => tracing::info!("drain cut short by a second signal"),
+            }
+        }
+        tracing::info!("shutting down: no new connections, in-flight requests finish");
+        self.shutdown().await;
+    }
 }
 
 /// The runtime the binary serves on: one thread per available CPU
@@ -437,8 +469,13 @@ pub async fn run(gateway: Gateway) -> std::io::Result<()> {
             _ = int.recv() => break,
         }
     }
-    tracing::info!("shutting down: draining in-flight requests");
-    gateway.shutdown().await;
+    let again = async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    };
+    gateway.drain(again).await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -64,6 +64,13 @@ pub struct ResultLabel {
     pub result: &'static str,
 }
 
+/// A part routes may need: `kind` is `identity` or `credential`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ComponentLabel {
+    pub kind: &'static str,
+    pub name: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VersionLabel {
     pub version: &'static str,
@@ -98,6 +105,8 @@ pub struct Metrics {
     pub cluster_store_errors: Counter,
     pub cluster_store_up: Gauge,
     pub connections_parked: Gauge,
+    pub ready: Gauge,
+    pub degraded: Family<ComponentLabel, Gauge>,
     build_info: Family<VersionLabel, Gauge>,
 }
 
@@ -124,6 +133,8 @@ impl Default for Metrics {
             cluster_store_errors: Counter::default(),
             cluster_store_up: Gauge::default(),
             connections_parked: Gauge::default(),
+            ready: Gauge::default(),
+            degraded: Family::default(),
             build_info: Family::default(),
             registry: Registry::default(),
         };
@@ -226,6 +237,16 @@ impl Default for Metrics {
             "meetgate_connections_parked",
             "Idle HTTP/1.1 keep-alive connections parked (holding no HTTP state until the client sends again)",
             m.connections_parked.clone(),
+        );
+        registry.register(
+            "meetgate_ready",
+            "1 while /readyz answers 200 (started, not draining), else 0",
+            m.ready.clone(),
+        );
+        registry.register(
+            "meetgate_degraded",
+            "1 for a part that cannot serve right now (an identity without usable keys, a credential without a token), 0 when it can",
+            m.degraded.clone(),
         );
         registry.register(
             "meetgate_build_info",

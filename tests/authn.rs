@@ -404,7 +404,7 @@ async fn issuer_down_keeps_cached_keys_until_max_stale_then_503() {
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
     assert_eq!(v["error"], "keys_unavailable");
     assert!(h.contains_key("retry-after"));
-    let (s, r) = admin_get(env.gw.gw.admin_addr.unwrap(), "/readyz").await;
+    let (s, r) = admin_get(env.gw.gw.admin_addr.unwrap(), "/readyz?strict=1").await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
     assert!(r["not_ready"][0].as_str().unwrap().contains("corp"), "{r}");
     // The issuer recovers: keys come back by themselves.
@@ -420,7 +420,9 @@ async fn issuer_down_keeps_cached_keys_until_max_stale_then_503() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(
-        admin_get(env.gw.gw.admin_addr.unwrap(), "/readyz").await.0,
+        admin_get(env.gw.gw.admin_addr.unwrap(), "/readyz?strict=1")
+            .await
+            .0,
         StatusCode::OK
     );
 }
@@ -448,7 +450,9 @@ async fn no_keys_at_start_is_503_and_not_ready_while_other_routes_serve() {
     assert!(h.contains_key("retry-after"));
     assert_eq!(get(&gw.h1(), &gw.url("/pub"), &[]).await.0, StatusCode::OK);
     assert_eq!(
-        admin_get(gw.gw.admin_addr.unwrap(), "/readyz").await.0,
+        admin_get(gw.gw.admin_addr.unwrap(), "/readyz?strict=1")
+            .await
+            .0,
         StatusCode::SERVICE_UNAVAILABLE
     );
     assert_eq!(

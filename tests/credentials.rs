@@ -287,7 +287,7 @@ async fn token_server_down_is_503_with_retry_after_and_no_secret() {
         !text.contains(S2S_SECRET) && !text.contains("VEVTVGNsaWVudElE"),
         "secret leaked: {text}"
     );
-    let (s, v) = admin_get(gw.gw.admin_addr.unwrap(), "/readyz").await;
+    let (s, v) = admin_get(gw.gw.admin_addr.unwrap(), "/readyz?strict=1").await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
     assert!(v["not_ready"].to_string().contains("zoom_api"), "{v}");
     // Recovery: the next attempt succeeds and requests pass.

@@ -248,7 +248,7 @@ async fn an_issuer_hanging_at_start_delays_neither_the_start_nor_answers_past_th
     let t = Instant::now();
     assert_eq!(get(&gw.h1(), &gw.url("/pub"), &[]).await.0, StatusCode::OK);
     assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
-    let (s, r) = admin_get(gw.gw.admin_addr.unwrap(), "/readyz").await;
+    let (s, r) = admin_get(gw.gw.admin_addr.unwrap(), "/readyz?strict=1").await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
     assert!(r["not_ready"].to_string().contains("corp"), "{r}");
 
@@ -269,7 +269,9 @@ async fn an_issuer_hanging_at_start_delays_neither_the_start_nor_answers_past_th
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(
-        admin_get(gw.gw.admin_addr.unwrap(), "/readyz").await.0,
+        admin_get(gw.gw.admin_addr.unwrap(), "/readyz?strict=1")
+            .await
+            .0,
         StatusCode::OK
     );
 }
@@ -322,7 +324,7 @@ async fn every_kind_of_garbage_jwks_mid_run_keeps_the_old_keys_serving() {
             "case {i}"
         );
         assert_eq!(
-            admin_get(admin, "/readyz").await.0,
+            admin_get(admin, "/readyz?strict=1").await.0,
             StatusCode::OK,
             "case {i}"
         );
@@ -739,7 +741,9 @@ async fn a_token_endpoint_failing_while_warm_is_bridged_by_the_cached_token_unti
         "{m}"
     );
     assert_eq!(
-        admin_get(gw.gw.admin_addr.unwrap(), "/readyz").await.0,
+        admin_get(gw.gw.admin_addr.unwrap(), "/readyz?strict=1")
+            .await
+            .0,
         StatusCode::OK
     );
 
@@ -777,7 +781,7 @@ async fn a_refused_client_is_503_until_the_fixed_secret_is_reloaded() {
         assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
     }
     assert!(seen.lock().unwrap().is_empty(), "nothing reached the API");
-    let (s, r) = admin_get(admin, "/readyz").await;
+    let (s, r) = admin_get(admin, "/readyz?strict=1").await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
     assert!(r["not_ready"].to_string().contains("zoom_api"), "{r}");
     let m = scrape(admin).await;
@@ -807,7 +811,7 @@ async fn a_refused_client_is_503_until_the_fixed_secret_is_reloaded() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(last_auth(&seen), "Bearer tok-1");
-    assert_eq!(admin_get(admin, "/readyz").await.0, StatusCode::OK);
+    assert_eq!(admin_get(admin, "/readyz?strict=1").await.0, StatusCode::OK);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -843,7 +847,9 @@ async fn a_hanging_token_endpoint_costs_requests_at_most_the_upstream_timeout_th
     }
     assert!(seen.lock().unwrap().is_empty());
     assert_eq!(
-        admin_get(gw.gw.admin_addr.unwrap(), "/readyz").await.0,
+        admin_get(gw.gw.admin_addr.unwrap(), "/readyz?strict=1")
+            .await
+            .0,
         StatusCode::SERVICE_UNAVAILABLE
     );
     // Waiting requests did not pile extra token requests onto the endpoint.
@@ -858,7 +864,9 @@ async fn a_hanging_token_endpoint_costs_requests_at_most_the_upstream_timeout_th
     }
     assert_eq!(last_auth(&seen), "Bearer tok-1");
     assert_eq!(
-        admin_get(gw.gw.admin_addr.unwrap(), "/readyz").await.0,
+        admin_get(gw.gw.admin_addr.unwrap(), "/readyz?strict=1")
+            .await
+            .0,
         StatusCode::OK
     );
 }
@@ -1488,7 +1496,7 @@ async fn fifty_broken_reloads_under_traffic_fail_no_request() {
         "{m}"
     );
     assert_eq!(metric(&m, "meetgate_config_generation"), generation as f64);
-    let (_, r) = admin_get(admin, "/readyz").await;
+    let (_, r) = admin_get(admin, "/readyz?strict=1").await;
     assert!(r["config_reloads"]["failed"].as_u64().unwrap() >= 50, "{r}");
 
     // The next good file applies.

@@ -182,6 +182,10 @@ const DEFAULT_HTTP2_IDLE_TIMEOUT_MS: u64 = 60_000;
 /// wish for "never", which these bounds exist to rule out.
 const MAX_PROGRESS_TIMEOUT_MS: u64 = 86_400_000;
 const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 30_000;
+/// The longest `drain_ms`: a drain window longer than this is a typo.
+const MAX_DRAIN: Duration = Duration::from_secs(600);
+const DEFAULT_READINESS_GRACE_MS: u64 = 10_000;
+const MAX_READINESS_GRACE_MS: u64 = 600_000;
 const ZOOM_S2S_TOKEN_URL: &str = "https://zoom.us/oauth/token";
 
 /// Algorithms an identity may allow: asymmetric only (docs/BEHAVIOUR.md item 18).

@@ -111,6 +111,11 @@ pub struct ServerSettings {
     pub tls_cert: PathBuf,
     pub tls_key: PathBuf,
     pub shutdown_grace: Duration,
+    /// After SIGTERM, how long the listeners keep accepting while `/readyz`
+    /// already answers 503 (0: stop accepting at once).
+    pub drain: Duration,
+    /// How long plain `/readyz` waits at start for every first fetch.
+    pub readiness_grace: Duration,
 }
 
 /// What the verified-token cache may hold by default, in estimated bytes of

@@ -48,6 +48,12 @@ pub struct RawServer {
     pub plain_listen: Option<String>,
     /// How long a graceful shutdown waits for in-flight requests.
     pub shutdown_grace_ms: Option<u64>,
+    /// After SIGTERM: how long the listeners keep accepting while `/readyz`
+    /// already fails (load balancers take the replica out first).
+    pub drain_ms: Option<u64>,
+    /// How long plain `/readyz` waits at start for the first fetch of every
+    /// identity's keys and every fetched credential.
+    pub readiness_grace_ms: Option<u64>,
 }
 
 /// `[limits]`
@@ -180,6 +186,8 @@ pub struct RawRoute {
     pub methods: Option<Vec<String>>,
     pub upstream: Option<String>,
     pub upstream_ca: Option<String>,
+    /// Allows an `http://` upstream off loopback (traffic unencrypted).
+    pub insecure_plaintext_upstream: Option<bool>,
     pub strip_prefix: Option<String>,
     pub preserve_host: Option<bool>,
     pub forward_bearer: Option<bool>,

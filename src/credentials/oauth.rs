@@ -53,8 +53,9 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Backoff bounds for transient failures.
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
-/// Retry interval after the token endpoint refused the client itself.
-const CONFIG_ERROR_RETRY: Duration = Duration::from_secs(300);
+/// Retry interval after the token endpoint refused the client itself (a
+/// slow schedule: the secret may be fixed at the provider, not here).
+const CONFIG_ERROR_RETRY: Duration = Duration::from_secs(60);
 
 /// Why no token could be had.
 #[derive(Debug, thiserror::Error)]
@@ -419,7 +420,7 @@ impl TokenSource {
             Err(e) => {
                 self.fetches_failed.fetch_add(1, Ordering::SeqCst);
                 let delay = if e.is_config_error() {
-                    tracing::error!(credential = %self.name, error = %crate::error_chain(&e), "credential configuration error: the token endpoint refused the client");
+                    tracing::error!(credential = %self.name, error = %crate::error_chain(&e), retry_in_ms = CONFIG_ERROR_RETRY.as_millis() as u64, "credential configuration error: the token endpoint refused the client");
                     CONFIG_ERROR_RETRY
                 } else {
                     let mut backoff = self.backoff.lock().expect("backoff lock");
@@ -428,10 +429,10 @@ impl TokenSource {
                     tracing::warn!(credential = %self.name, error = %crate::error_chain(&e), retry_in_ms = d.as_millis() as u64, "token fetch failed");
                     d
                 };
-                // Requests stop asking for a while; a refused client is still
-                // retried by requests every BACKOFF_MAX in case it was fixed.
-                *self.cooldown_until.lock().expect("cooldown lock") =
-                    Some(Instant::now() + delay.min(BACKOFF_MAX));
+                // Requests stop asking for a while; the refresh task tries
+                // again when it ends (a refused client every
+                // CONFIG_ERROR_RETRY, in case it was fixed at the provider).
+                *self.cooldown_until.lock().expect("cooldown lock") = Some(Instant::now() + delay);
                 self.changed.notify_one();
                 Err(e)
             }

@@ -261,8 +261,13 @@ pub fn examples(
     ];
     if let Some(admin) = admin {
         lines.push(Example {
-            what: "readiness on the admin listener (names anything not ready)",
+            what: "readiness on the admin listener: can this gateway serve (degraded parts named)",
             command: format!("curl 'http://{admin}/readyz'"),
+            expect: 200,
+        });
+        lines.push(Example {
+            what: "strict readiness: 200 only when every identity has keys and every credential a token",
+            command: format!("curl 'http://{admin}/readyz?strict=1'"),
             expect: 200,
         });
         lines.push(Example {

@@ -1,7 +1,7 @@
-//! The admin listener: `/healthz`, `/readyz` (plaintext, never on the public
-//! listeners; docs/BEHAVIOUR.md item 5).
+//! The admin listener: `/healthz`, `/readyz` (see [`super::readiness`]),
+//! `/metrics` (plaintext, never on the public listeners; docs/BEHAVIOUR.md
+//! item 5).
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use http::header::{HeaderValue, CONTENT_TYPE};
@@ -56,43 +56,14 @@ fn answer<B>(state: &State, req: &Request<B>) -> Response<ResBody> {
     match req.uri().path() {
         "/healthz" => json(StatusCode::OK, serde_json::json!({ "status": "ok" })),
         "/readyz" => {
-            let snap = state.live.load();
-            let mut not_ready: Vec<String> = Vec::new();
-            for (name, keys) in &snap.identity_keys {
-                if keys.usable().is_none() {
-                    not_ready.push(format!("identity {name}: no usable signing keys"));
-                }
-            }
-            for (name, source) in &snap.credential_sources {
-                if !source.obtained.load(Ordering::SeqCst) {
-                    not_ready.push(format!("credential {name}: no token obtained yet"));
-                }
-            }
-            not_ready.sort();
-            let ready = not_ready.is_empty();
-            let mut body = serde_json::json!({
-                "ready": ready,
-                "not_ready": not_ready,
-                "config_generation": state.generation.load(Ordering::Relaxed),
-                "config_reloads": {
-                    "ok": state.reloads_ok.load(Ordering::Relaxed),
-                    "failed": state.reloads_failed.load(Ordering::Relaxed),
-                },
-            });
-            // A Redis outage does not make the gateway unready: it serves
-            // from in-process stores (docs/BEHAVIOUR.md item 34).
-            if let Some(up) = state.cluster.healthy() {
-                body["cluster_store"] = if up { "ok" } else { "degraded" }.into();
-            }
-            let status = if ready {
-                StatusCode::OK
-            } else {
-                StatusCode::SERVICE_UNAVAILABLE
-            };
+            let strict = form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+                .any(|(k, v)| k == "strict" && matches!(&*v, "" | "1" | "true"));
+            let (status, body) = super::readiness::answer(state, strict);
             json(status, body)
         }
         "/metrics" => {
             refresh_gauges(state);
+            super::readiness::refresh_gauges(state);
             let mut r = Response::new(ResBody::full(state.metrics.encode()));
             r.headers_mut().insert(
                 CONTENT_TYPE,

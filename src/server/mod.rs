@@ -6,6 +6,7 @@ pub mod h1;
 mod h2;
 pub mod listen;
 mod progress;
+mod readiness;
 mod stream;
 
 /// Resolves once `shutdown` is set (or its sender is gone). Nothing borrowed

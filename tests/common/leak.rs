@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use super::BinaryGateway;
 
-/// Waits until the binary gateway's `/readyz` answers 200 (bounded).
+/// Waits until the binary gateway's `/readyz?strict=1` answers 200: every
+/// identity has keys, every credential a token (bounded).
 pub async fn wait_ready(admin: SocketAddr) {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while super::admin_get(admin, "/readyz").await.0 != http::StatusCode::OK {
+    while super::admin_get(admin, "/readyz?strict=1").await.0 != http::StatusCode::OK {
         assert!(std::time::Instant::now() < deadline, "not ready");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -215,8 +215,20 @@ impl Builder<'_, '_> {
                 None
             }
             (None, true) => None,
-            (Some(u), false) => self.upstream(u, r.upstream_ca.as_deref(), p, trust),
+            (Some(u), false) => self.upstream(
+                u,
+                r.upstream_ca.as_deref(),
+                r.insecure_plaintext_upstream.unwrap_or(false),
+                p,
+                trust,
+            ),
         };
+        if r.insecure_plaintext_upstream.is_some() && r.upstream.is_none() {
+            self.err(
+                &p.key("insecure_plaintext_upstream"),
+                "applies only to a route with an `upstream`",
+            );
+        }
 
         let strip_prefix = r.strip_prefix.as_ref().and_then(|sp| {
             let spp = p.key("strip_prefix");

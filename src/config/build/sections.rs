@@ -27,6 +27,19 @@ impl Builder<'_, '_> {
             DEFAULT_SHUTDOWN_GRACE_MS,
             &p.key("shutdown_grace_ms"),
         );
+        let drain = Duration::from_millis(s.drain_ms.unwrap_or(0));
+        if drain > MAX_DRAIN {
+            self.err(
+                &p.key("drain_ms"),
+                format!("must lie in 0..={}", MAX_DRAIN.as_millis()),
+            );
+        }
+        let readiness_grace = self.millis_at_most(
+            s.readiness_grace_ms,
+            DEFAULT_READINESS_GRACE_MS,
+            MAX_READINESS_GRACE_MS,
+            &p.key("readiness_grace_ms"),
+        );
         let (cert, key) = (cert?, key?);
         let (cert_path, key_path) = (relative_to(self.file, &cert), relative_to(self.file, &key));
         let tls = if self.mode == BuildMode::Check && (!cert_path.exists() || !key_path.exists()) {
@@ -59,6 +72,8 @@ impl Builder<'_, '_> {
             tls_cert: cert_path,
             tls_key: key_path,
             shutdown_grace,
+            drain,
+            readiness_grace,
         })
     }
 

@@ -8,11 +8,16 @@ impl Builder<'_, '_> {
         &mut self,
         u: &str,
         ca: Option<&str>,
+        plaintext: bool,
         p: &KeyPath,
         trust: &mut TrustCache,
     ) -> Option<Upstream> {
         let up = p.key("upstream");
-        let uri = self.outbound_url(u, &up)?;
+        let uri = if plaintext {
+            self.plaintext_upstream(u, &p.key("insecure_plaintext_upstream"))?
+        } else {
+            self.outbound_url(u, &up)?
+        };
         if uri.query().is_some() {
             self.err(&up, "an upstream URL takes no query string");
             return None;
@@ -41,6 +46,52 @@ impl Builder<'_, '_> {
             roots,
             trust: fingerprint,
         })
+    }
+}
+
+impl Builder<'_, '_> {
+    /// An upstream on a route with `insecure_plaintext_upstream = true`:
+    /// `http://` to any host is accepted, with a warning saying what
+    /// crosses the network in the clear; on an `https://` upstream the key
+    /// is an error (it would read as if it did something).
+    fn plaintext_upstream(&mut self, u: &str, key: &KeyPath) -> Option<Uri> {
+        let v = self.string(u, key)?;
+        let uri: Uri = match v.parse::<Uri>() {
+            Ok(uri)
+                if uri.scheme_str() == Some("http")
+                    && uri.host().is_some_and(|h| !h.is_empty()) =>
+            {
+                uri
+            }
+            Ok(uri) if uri.scheme_str() == Some("https") => {
+                self.err(
+                    key,
+                    format!("`{v}` is https://: remove `insecure_plaintext_upstream`"),
+                );
+                return None;
+            }
+            _ => {
+                self.err(key, format!("`{v}` must be an absolute http:// URL"));
+                return None;
+            }
+        };
+        if is_loopback_host(uri.host().unwrap_or_default()) {
+            self.warn(
+                key,
+                format!(
+                    "`{v}` is on loopback, where http:// is allowed anyway: the key has no effect"
+                ),
+            );
+        } else {
+            self.warn(
+                key,
+                format!(
+                    "requests to `{v}` cross the network unencrypted, with the identity headers and \
+                     any injected credential: use it only on a network you trust (a cluster's pod network)"
+                ),
+            );
+        }
+        Some(uri)
     }
 }
 
