@@ -172,16 +172,14 @@ upstream = "http://{up}"
     }
     // A callback signed with the secret, and one that is not.
     let body = r#"{"event":"connectionCreated"}"#;
-    let claims = json!({
-        "iat": common::issuer::now(), "jti": "leak-jti", "iss": "Vonage", "application_id": APP_ID,
-        "payload_hash": hex::encode(<sha2::Sha256 as sha2::Digest>::digest(body.as_bytes())),
-    });
-    let signed = jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(SIGNATURE_SECRET.as_bytes()),
-    )
-    .unwrap();
+    let auth = common::vonage_callback_authorization(
+        SIGNATURE_SECRET,
+        body.as_bytes(),
+        APP_ID,
+        "leak-jti",
+        common::issuer::now(),
+    );
+    let signed = auth.trim_start_matches("Bearer ").to_owned();
     for token in [signed.clone(), format!("{signed}x")] {
         let h = [("authorization", format!("Bearer {token}"))];
         let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();

@@ -450,21 +450,10 @@ fn check_refuses_a_pkcs1_key_and_lifetimes_outside_the_window() {
     assert_eq!(e.line, Some(10));
 }
 
-/// A callback as Vonage signs it: HS256 over the claims with the body's hash.
+/// A callback as Vonage signs it (tests/common; checked against @vonage/jwt
+/// by tests/interop_vonage.rs).
 fn vonage_callback(secret: &str, body: &str, jti: &str, iat: u64) -> String {
-    use sha2::Digest;
-    let claims = json!({
-        "iat": iat, "jti": jti, "iss": "Vonage",
-        "payload_hash": hex::encode(sha2::Sha256::digest(body.as_bytes())),
-        "api_key": "a1b2c3d4", "application_id": APP_ID,
-    });
-    let jwt = jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .unwrap();
-    format!("Bearer {jwt}")
+    vonage_callback_authorization(secret, body.as_bytes(), APP_ID, jti, iat)
 }
 
 #[tokio::test]
