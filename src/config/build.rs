@@ -115,6 +115,7 @@ pub fn build(
         warnings: Vec::new(),
         zoom_users: BTreeMap::new(),
         declared_zoom_users: BTreeSet::new(),
+        files: BTreeSet::from([path.to_owned()]),
     };
     for p in unknown {
         let name = p.to_string();
@@ -127,11 +128,13 @@ pub fn build(
     let Builder {
         mut errors,
         warnings,
+        files,
         ..
     } = b;
     match snapshot {
         Some(mut s) if errors.is_empty() => {
             s.warnings = warnings;
+            s.files = files.into_iter().collect();
             Ok(s)
         }
         _ => {
@@ -166,6 +169,9 @@ struct Builder<'a, 'i> {
     /// `[zoom_user.*]` built so far (credentials and routes refer to them).
     zoom_users: BTreeMap<String, Arc<ZoomUserAppSettings>>,
     declared_zoom_users: BTreeSet<String>,
+    /// Every file the configuration reads (itself, `file:` references,
+    /// certificates, CA bundles): what the reload watcher watches.
+    files: BTreeSet<PathBuf>,
 }
 
 const DEFAULT_MAX_HEADER_BYTES: u64 = 16 * 1024;
@@ -218,8 +224,23 @@ impl Builder<'_, '_> {
         v.as_ref()
     }
 
+    /// Notes that the configuration reads `v` when it is a `file:`
+    /// reference.
+    fn note_reference(&mut self, v: &str) {
+        if let Some(f) = v.strip_prefix("file:") {
+            let full = self.base().join(f);
+            self.files.insert(full);
+        }
+    }
+
+    /// Notes a file the configuration reads (a certificate, a CA bundle).
+    pub(super) fn note_file(&mut self, path: &Path) {
+        self.files.insert(path.to_owned());
+    }
+
     /// Resolves `${VAR}` / `file:` in a plain string value.
     fn string(&mut self, v: &str, path: &KeyPath) -> Option<String> {
+        self.note_reference(v);
         match resolve(v, self.base(), self.env) {
             Ok(s) => Some(s),
             Err(e) => {
@@ -232,6 +253,7 @@ impl Builder<'_, '_> {
     /// Resolves a secret; empty secrets are refused (an empty HMAC key would
     /// accept anything signed with it).
     fn secret(&mut self, v: &SecretString, path: &KeyPath) -> Option<SecretString> {
+        self.note_reference(v.expose_secret());
         match resolve(v.expose_secret(), self.base(), self.env) {
             Ok(s) if s.is_empty() => {
                 self.err(path, "must not be empty");
@@ -424,6 +446,7 @@ impl Builder<'_, '_> {
             webhooks,
             routes,
             warnings: Vec::new(),
+            files: Vec::new(),
             outbound_roots: trust.roots.clone(),
             outbound_trust: trust.trust.clone(),
         })

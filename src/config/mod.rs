@@ -81,6 +81,10 @@ pub struct Snapshot {
     pub principal_claims: std::collections::BTreeSet<String>,
     /// Problems that do not stop the file from being used (shown by `check`).
     pub warnings: Vec<ConfigError>,
+    /// Every file this configuration was built from: the file itself,
+    /// `file:` references, certificates and keys, CA bundles (the reload
+    /// watcher watches them).
+    pub files: Vec<PathBuf>,
     /// Roots the gateway's own outbound requests trust (issuers, JWKS,
     /// token endpoints): webpki roots plus `[outbound] ca_file`.
     pub outbound_roots: Arc<rustls::RootCertStore>,

@@ -42,6 +42,8 @@ impl Builder<'_, '_> {
         );
         let (cert, key) = (cert?, key?);
         let (cert_path, key_path) = (relative_to(self.file, &cert), relative_to(self.file, &key));
+        self.note_file(&cert_path);
+        self.note_file(&key_path);
         let tls = if self.mode == BuildMode::Check && (!cert_path.exists() || !key_path.exists()) {
             self.warn(
                 &p.key("tls_cert"),
@@ -171,6 +173,7 @@ impl Builder<'_, '_> {
 
     pub(super) fn add_roots(&mut self, roots: &mut rustls::RootCertStore, file: &str, p: &KeyPath) {
         let path = relative_to(self.file, file);
+        self.note_file(&path);
         if let Err(e) = tls::add_pem_roots(roots, &path) {
             self.err(p, e.to_string());
         }

@@ -27,6 +27,7 @@ impl Builder<'_, '_> {
             None => trust.default(),
             Some(ca) => {
                 let path = relative_to(self.file, ca);
+                self.note_file(&path);
                 match trust.with_ca(&path) {
                     Ok(c) => c,
                     Err(e) => {
