@@ -8,7 +8,7 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use jsonwebtoken::{Algorithm, EncodingKey};
+use jsonwebtoken::EncodingKey;
 use serde::Serialize;
 
 /// base64url of `{"alg":"RS256","typ":"JWT"}`.
@@ -17,8 +17,12 @@ const HEADER_B64: &str = "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9";
 /// Longest `connection_data` and joined class list the platform accepts.
 pub const MAX_CONNECTION_DATA: usize = 1024;
 
-/// A Vonage application's signing key, checked at configuration time.
-pub struct AppKey(EncodingKey);
+/// A Vonage application's signing key, parsed and checked once at
+/// configuration time. (jsonwebtoken's `crypto::sign` re-parses and
+/// re-validates the RSA key on every signature, which costs as much as the
+/// signature itself; a respond route answering client tokens signs on every
+/// request.)
+pub struct AppKey(aws_lc_rs::signature::RsaKeyPair);
 
 impl std::fmt::Debug for AppKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -41,13 +45,32 @@ impl AppKey {
         if !pem.starts_with("-----BEGIN PRIVATE KEY") {
             return Err("is not a PKCS#8 PEM private key (BEGIN PRIVATE KEY)".to_owned());
         }
+        // jsonwebtoken's PEM reader hands over the RSAPrivateKey (PKCS#1)
+        // DER inside the PKCS#8 envelope.
         let key = EncodingKey::from_rsa_pem(pem.as_bytes())
             .map_err(|_| "is not an RSA private key in PKCS#8 PEM".to_owned())?;
-        // A key that cannot sign (not RSA, malformed) fails here, not at
-        // the first request.
-        jsonwebtoken::crypto::sign(b"probe", &key, Algorithm::RS256)
-            .map_err(|_| "cannot sign RS256 with this key".to_owned())?;
-        Ok(AppKey(key))
+        let pair = aws_lc_rs::signature::RsaKeyPair::from_der(key.as_bytes())
+            .map_err(|_| "is not an RSA private key in PKCS#8 PEM".to_owned())?;
+        let key = AppKey(pair);
+        // A key that cannot sign fails here, not at the first request.
+        key.sign(b"probe")
+            .ok_or_else(|| "cannot sign RS256 with this key".to_owned())?;
+        Ok(key)
+    }
+
+    /// The RS256 (RSASSA-PKCS1-v1_5 with SHA-256) signature of `message`,
+    /// base64url without padding.
+    fn sign(&self, message: &[u8]) -> Option<String> {
+        let mut sig = vec![0; self.0.public_modulus_len()];
+        self.0
+            .sign(
+                &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+                &aws_lc_rs::rand::SystemRandom::new(),
+                message,
+                &mut sig,
+            )
+            .ok()?;
+        Some(URL_SAFE_NO_PAD.encode(sig))
     }
 }
 
@@ -58,7 +81,8 @@ pub fn sign_rs256(claims: &impl Serialize, key: &AppKey) -> String {
     out.push_str(HEADER_B64);
     out.push('.');
     URL_SAFE_NO_PAD.encode_string(&payload, &mut out);
-    let sig = jsonwebtoken::crypto::sign(out.as_bytes(), &key.0, Algorithm::RS256)
+    let sig = key
+        .sign(out.as_bytes())
         .expect("the key signed a probe at configuration time");
     out.push('.');
     out.push_str(&sig);
