@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod body;
 pub mod cli;
+pub mod client_ip;
 pub mod cluster;
 pub mod config;
 pub mod credentials;

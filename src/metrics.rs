@@ -72,6 +72,12 @@ pub struct ComponentLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerReason {
+    pub listener: &'static str,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VersionLabel {
     pub version: &'static str,
 }
@@ -107,6 +113,7 @@ pub struct Metrics {
     pub connections_parked: Gauge,
     pub ready: Gauge,
     pub degraded: Family<ComponentLabel, Gauge>,
+    pub proxy_protocol_refused: Family<ListenerReason, Counter>,
     build_info: Family<VersionLabel, Gauge>,
 }
 
@@ -135,6 +142,7 @@ impl Default for Metrics {
             connections_parked: Gauge::default(),
             ready: Gauge::default(),
             degraded: Family::default(),
+            proxy_protocol_refused: Family::default(),
             build_info: Family::default(),
             registry: Registry::default(),
         };
@@ -247,6 +255,11 @@ impl Default for Metrics {
             "meetgate_degraded",
             "1 for a part that cannot serve right now (an identity without usable keys, a credential without a token), 0 when it can",
             m.degraded.clone(),
+        );
+        registry.register(
+            "meetgate_proxy_protocol_refused",
+            "Connections closed on a proxy_protocol listener, by listener and reason (untrusted_peer, invalid_header, timeout)",
+            m.proxy_protocol_refused.clone(),
         );
         registry.register(
             "meetgate_build_info",

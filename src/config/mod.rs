@@ -120,6 +120,13 @@ pub struct ServerSettings {
     pub drain: Duration,
     /// How long plain `/readyz` waits at start for every first fetch.
     pub readiness_grace: Duration,
+    /// Peers whose `X-Forwarded-For` entries and PROXY protocol headers are
+    /// believed (docs/BEHAVIOUR.md item 36).
+    pub trusted_proxies: crate::client_ip::TrustedProxies,
+    /// Connections to `listen` start with a PROXY protocol header.
+    pub proxy_protocol_tls: bool,
+    /// Connections to `plain_listen` start with a PROXY protocol header.
+    pub proxy_protocol_plain: bool,
 }
 
 /// What the verified-token cache may hold by default, in estimated bytes of

@@ -54,6 +54,12 @@ pub struct RawServer {
     /// How long plain `/readyz` waits at start for the first fetch of every
     /// identity's keys and every fetched credential.
     pub readiness_grace_ms: Option<u64>,
+    /// CIDR blocks of the proxies whose `X-Forwarded-For` and PROXY protocol
+    /// headers are believed.
+    pub trusted_proxies: Option<Vec<String>>,
+    /// Listener keys (`listen`, `plain_listen`) whose connections start with
+    /// a PROXY protocol header.
+    pub proxy_protocol: Option<Vec<String>>,
 }
 
 /// `[limits]`

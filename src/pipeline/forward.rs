@@ -167,6 +167,8 @@ pub struct Target<'a> {
     connection: &'a Connection,
     path: String,
     conn: super::ConnInfo,
+    /// What the upstream is told in `X-Forwarded-For`.
+    forwarded_for: HeaderValue,
     /// The authority the client addressed (Host or :authority), if any.
     host: Option<&'a str>,
     timeout: Duration,
@@ -179,6 +181,7 @@ impl<'a> Target<'a> {
         route: &'a LiveRoute,
         path: &str,
         conn: super::ConnInfo,
+        forwarded_for: HeaderValue,
         host: Option<&'a str>,
         timeout: Duration,
     ) -> Option<Self> {
@@ -189,6 +192,7 @@ impl<'a> Target<'a> {
             connection: route.upstream.as_ref()?,
             path: super::route::upstream_path(path, to.strip_prefix.as_deref()),
             conn,
+            forwarded_for,
             host,
             timeout,
         })
@@ -219,6 +223,7 @@ async fn forward(
         connection,
         ref path,
         conn,
+        ref forwarded_for,
         host,
         timeout,
     } = *target;
@@ -245,9 +250,9 @@ async fn forward(
     } else {
         headers.remove(header::HOST);
     }
-    if let Ok(v) = HeaderValue::from_str(&conn.remote.ip().to_string()) {
-        headers.insert(X_FORWARDED_FOR.clone(), v);
-    }
+    // The client's own forwarding headers were removed above: the upstream
+    // hears only what the gateway decided (docs/BEHAVIOUR.md item 10).
+    headers.insert(X_FORWARDED_FOR.clone(), forwarded_for.clone());
     headers.insert(
         X_FORWARDED_PROTO.clone(),
         HeaderValue::from_static(conn.proto),

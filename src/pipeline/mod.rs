@@ -38,6 +38,9 @@ use stages::Ctx;
 /// What the pipeline knows about the connection a request came in on.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnInfo {
+    /// The connection's address: the source its PROXY protocol header named
+    /// (on a `proxy_protocol` listener), else the TCP peer. Each request's
+    /// client is found from it ([`crate::client_ip::resolve`]).
     pub remote: SocketAddr,
     /// `https` for the TLS listener, `http` for `plain_listen`.
     pub proto: &'static str,
@@ -87,8 +90,21 @@ pub async fn handle(
     // The upstream sees the same id (replacing a malformed one).
     req.headers_mut()
         .insert(X_REQUEST_ID.clone(), id_value.clone());
-    let span = tracing::info_span!("request", request_id = %id, method = %req.method());
-    let mut log = RequestLog::new(id, req.method().clone(), req.uri().path().to_owned(), conn);
+    // Before any stage: the audit line, the logs and the upstream's
+    // X-Forwarded-For all use this one answer.
+    let client = crate::client_ip::resolve(
+        &live.settings.server.trusted_proxies,
+        conn.remote.ip(),
+        req.headers(),
+    );
+    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), client = %client.ip);
+    let mut log = RequestLog::new(
+        id,
+        req.method().clone(),
+        req.uri().path().to_owned(),
+        conn,
+        client,
+    );
     let result = run(state, &live, req, &mut log)
         .instrument(span.clone())
         .await;

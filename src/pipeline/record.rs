@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::ConnInfo;
+use crate::client_ip::ClientAddr;
 use crate::config::Route;
 use crate::State;
 
@@ -16,6 +17,8 @@ pub struct RequestLog {
     /// The path as received.
     pub path: String,
     pub conn: ConnInfo,
+    /// The client, as `trusted_proxies` let the gateway decide.
+    pub client: ClientAddr,
     pub started: Instant,
     pub route: Option<Arc<Route>>,
     pub principal: Option<Arc<super::authn::Principal>>,
@@ -29,12 +32,19 @@ pub struct RequestLog {
 
 impl RequestLog {
     /// The log of a request that just arrived.
-    pub fn new(id: String, method: http::Method, path: String, conn: ConnInfo) -> Self {
+    pub fn new(
+        id: String,
+        method: http::Method,
+        path: String,
+        conn: ConnInfo,
+        client: ClientAddr,
+    ) -> Self {
         RequestLog {
             id,
             method,
             path,
             conn,
+            client,
             started: Instant::now(),
             route: None,
             principal: None,
@@ -85,7 +95,7 @@ impl RequestLog {
             route,
             method: self.method.as_str(),
             path: &self.path,
-            client_ip: self.conn.remote.ip().to_string(),
+            client_ip: self.client.ip.to_string(),
             identity: p.map(|p| p.identity.as_str()),
             subject: p.and_then(|p| p.subject.as_deref()),
             tenant: p.and_then(|p| p.tenant.as_deref()),

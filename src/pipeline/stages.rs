@@ -50,6 +50,7 @@ impl Ctx<'_> {
             self.route,
             &self.path,
             self.conn,
+            self.log.client.x_forwarded_for(),
             self.authority.as_deref(),
             self.live.settings.limits.upstream_timeout,
         )

@@ -3,8 +3,9 @@
 //! Each connection loads the current snapshot once for its TLS settings and
 //! HTTP limits (so a reload applies to new connections, certificates
 //! included); each request then loads the snapshot it will keep to the end.
-//! A connection must complete its TLS handshake and send its first request
-//! head within `header_read_timeout`.
+//! A connection must send its PROXY protocol header (on a `proxy_protocol`
+//! listener, see [`super::proxy_header`]), complete its TLS handshake and
+//! send its first request head within `header_read_timeout`.
 //!
 //! HTTP/2 is told from HTTP/1.1 by ALPN over TLS and by the connection
 //! preface in plaintext (h2c with prior knowledge); HTTP/1.1 connections are
@@ -21,7 +22,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::stream::Prefixed;
-use super::{h1, h2};
+use super::{h1, h2, proxy_header};
 use crate::body::BoxError;
 use crate::pipeline::ConnInfo;
 use crate::State;
@@ -79,7 +80,7 @@ pub async fn serve(
         let stop = shutdown.clone();
         tokio::spawn(async move {
             if let Err(e) = serve_connection(tcp, kind, conn, state, watcher, stop).await {
-                tracing::debug!(client = %conn.remote, error = %e, "connection ended with an error");
+                tracing::debug!(peer = %remote, error = %e, "connection ended with an error");
             }
         });
     }
@@ -97,24 +98,49 @@ pub async fn serve(
 }
 
 async fn serve_connection(
-    tcp: TcpStream,
+    mut tcp: TcpStream,
     kind: Kind,
-    conn: ConnInfo,
+    mut conn: ConnInfo,
     state: Arc<State>,
     watcher: hyper_util::server::graceful::Watcher,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), BoxError> {
     // Read once; the connection does not hold the configuration.
-    let (limits, tls) = {
+    let (limits, tls, proxy_protocol) = {
         let live = state.live.load();
-        (live.settings.limits, live.settings.server.tls.clone())
+        let server = &live.settings.server;
+        let proxy_protocol = match kind {
+            Kind::Tls => server.proxy_protocol_tls,
+            Kind::Plain => server.proxy_protocol_plain,
+        };
+        (
+            live.settings.limits,
+            server.tls.clone(),
+            // Whether the peer may send the header.
+            proxy_protocol.then(|| server.trusted_proxies.trusts(conn.remote.ip())),
+        )
     };
-    // One deadline from accept covers the TLS handshake, the first bytes
-    // (which tell HTTP/1.1 from HTTP/2) and, for HTTP/1.1, the first request
-    // head (HTTP/2: the first complete request head). Without it a client that connects and then stays silent would
+    // One deadline from accept covers the PROXY protocol header, the TLS
+    // handshake, the first bytes (which tell HTTP/1.1 from HTTP/2) and, for
+    // HTTP/1.1, the first request head (HTTP/2: the first complete request
+    // head). Without it a client that connects and then stays silent would
     // hold the connection forever: hyper-util's protocol detection waits
     // for those bytes with no timeout of its own.
     let deadline = Instant::now() + limits.header_read_timeout;
+    if let Some(trusted) = proxy_protocol {
+        let read = proxy_header::accept(
+            &mut tcp,
+            conn.remote,
+            trusted,
+            deadline,
+            conn.proto,
+            &state.metrics,
+        );
+        match Box::pin(read).await {
+            Some(client) => conn.remote = client,
+            None => return Ok(()),
+        }
+    }
     let result = match kind {
         Kind::Tls => {
             let Some(tls) = tls else {

@@ -6,6 +6,7 @@ pub mod h1;
 mod h2;
 pub mod listen;
 mod progress;
+mod proxy_header;
 mod readiness;
 mod stream;
 

@@ -2,6 +2,7 @@
 //! `[zoom_app.*]`, `[credential.*]`, `[webhook.*]`): validation of each.
 
 use super::*;
+use crate::client_ip::{Cidr, TrustedProxies};
 
 impl Builder<'_, '_> {
     pub(super) fn server(&mut self, s: Option<&RawServer>, p: &KeyPath) -> Option<ServerSettings> {
@@ -40,6 +41,13 @@ impl Builder<'_, '_> {
             MAX_READINESS_GRACE_MS,
             &p.key("readiness_grace_ms"),
         );
+        let trusted_proxies = self.trusted_proxies(s.trusted_proxies.as_deref(), p);
+        let (proxy_protocol_tls, proxy_protocol_plain) = self.proxy_protocol(
+            s.proxy_protocol.as_deref(),
+            s.plain_listen.is_some(),
+            &trusted_proxies,
+            p,
+        );
         let (cert, key) = (cert?, key?);
         let (cert_path, key_path) = (relative_to(self.file, &cert), relative_to(self.file, &key));
         self.note_file(&cert_path);
@@ -76,7 +84,64 @@ impl Builder<'_, '_> {
             shutdown_grace,
             drain,
             readiness_grace,
+            trusted_proxies,
+            proxy_protocol_tls,
+            proxy_protocol_plain,
         })
+    }
+
+    /// `trusted_proxies`: each entry a CIDR block or one address.
+    fn trusted_proxies(&mut self, v: Option<&[String]>, p: &KeyPath) -> TrustedProxies {
+        let mut blocks = Vec::new();
+        for (i, entry) in v.unwrap_or_default().iter().enumerate() {
+            let ep = p.key("trusted_proxies").index(i);
+            let Some(entry) = self.string(entry, &ep) else {
+                continue;
+            };
+            match Cidr::parse(&entry) {
+                Ok(c) if c.prefix() == 0 => {
+                    self.warn(
+                        &ep,
+                        format!("`{c}` trusts every address: any client can choose the address the audit and the upstream see"),
+                    );
+                    blocks.push(c);
+                }
+                Ok(c) => blocks.push(c),
+                Err(e) => self.err(&ep, e),
+            }
+        }
+        TrustedProxies::new(blocks)
+    }
+
+    /// `proxy_protocol`: the listeners (by key) whose connections start with
+    /// a PROXY protocol header. Returns (TLS listener, plain listener).
+    fn proxy_protocol(
+        &mut self,
+        v: Option<&[String]>,
+        has_plain: bool,
+        trusted: &TrustedProxies,
+        p: &KeyPath,
+    ) -> (bool, bool) {
+        let (mut tls, mut plain) = (false, false);
+        for (i, name) in v.unwrap_or_default().iter().enumerate() {
+            let ep = p.key("proxy_protocol").index(i);
+            match name.as_str() {
+                "listen" => tls = true,
+                "plain_listen" if has_plain => plain = true,
+                "plain_listen" => self.err(&ep, "`plain_listen` is not set"),
+                other => self.err(
+                    &ep,
+                    format!("`{other}` is not a listener key (listen, plain_listen)"),
+                ),
+            }
+        }
+        if (tls || plain) && trusted.is_empty() {
+            self.err(
+                &p.key("proxy_protocol"),
+                "needs `trusted_proxies`: a PROXY protocol header is accepted only from a trusted proxy, so every connection would be refused",
+            );
+        }
+        (tls, plain)
     }
 
     pub(super) fn limits(&mut self, l: &RawLimits, p: &KeyPath) -> Limits {
