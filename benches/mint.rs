@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use meetgate::config::{build, BuildMode};
-use meetgate::credentials::mint;
 use meetgate::credentials::oauth::CredentialRegistry;
+use meetgate::credentials::{mint, vonage};
 
 fn bench(c: &mut Criterion) {
     let now = 1_700_000_000;
@@ -44,6 +44,36 @@ fn bench(c: &mut Criterion) {
                 180,
                 now,
             )
+        })
+    });
+
+    // Vonage: the RS256 signature a client token or an application JWT
+    // costs is the ceiling of a respond route answering them.
+    let pem = rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
+        .unwrap()
+        .serialize_pem();
+    let key = vonage::AppKey::from_pkcs8_pem(&pem).unwrap();
+    let app = "aaaaaaaa-bbbb-4ccc-8ddd-0123456789ab";
+    c.bench_function("mint_vonage_client_token", |b| {
+        b.iter(|| {
+            vonage::client_token(
+                app,
+                &key,
+                &vonage::ClientGrant {
+                    session_id: "2_MX5hYWFhYWFhYS1iYmJiLTRjY2MtOGRkZC0wMTIzNDU2Nzg5YWJ-fjE3NjcyMjU2MDAwMDB-dGVzdHNlc3Npb25-fn4",
+                    role: vonage::ClientRole::Publisher,
+                    connection_data: Some("user123"),
+                    layout_classes: &[],
+                    expires_at: now + 86_400,
+                },
+                "8f1c9e0a-4b7d-4f5e-9a3c-2d6b1e0f7a89",
+                now,
+            )
+        })
+    });
+    c.bench_function("mint_vonage_application_jwt", |b| {
+        b.iter(|| {
+            vonage::application_jwt(app, &key, "8f1c9e0a-4b7d-4f5e-9a3c-2d6b1e0f7a89", now, 900)
         })
     });
 

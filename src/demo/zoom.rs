@@ -7,6 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
@@ -34,6 +35,8 @@ pub struct DevZoom {
     url: String,
     basic: String,
     books: Mutex<Books>,
+    /// Added before every answer of the user-token API (a distant Zoom).
+    token_latency: Duration,
 }
 
 fn random() -> String {
@@ -62,7 +65,26 @@ impl DevZoom {
                 STANDARD.encode(format!("{client_id}:{client_secret}"))
             ),
             books: Mutex::default(),
+            token_latency: Duration::ZERO,
         }
+    }
+
+    /// Answers `/v2/users/me/token` only after `latency` (the rig of
+    /// benches/credentials.sh: a Zoom that is some milliseconds away).
+    pub fn with_token_latency(mut self, latency: Duration) -> Self {
+        self.token_latency = latency;
+        self
+    }
+
+    /// Accepts `token` as an access token it issued, so a benchmark can
+    /// call the user-token API directly, without the gateway.
+    pub fn with_access_token(self, token: &str) -> Self {
+        self.books
+            .lock()
+            .expect("demo zoom lock")
+            .access
+            .insert(token.to_owned());
+        self
     }
 
     /// Serves the stand-in on `listener`.
@@ -90,6 +112,9 @@ impl DevZoom {
                 .and_then(|v: &HeaderValue| v.to_str().ok())
                 .unwrap_or_default()
         };
+        if parts.uri.path() == "/v2/users/me/token" && !self.token_latency.is_zero() {
+            tokio::time::sleep(self.token_latency).await;
+        }
         let mut books = self.books.lock().expect("demo zoom lock");
         match (parts.method.as_str(), parts.uri.path()) {
             ("GET", "/oauth/authorize") => {
