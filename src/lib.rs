@@ -349,8 +349,9 @@ pub async fn start(config_path: &Path, env: Env) -> Result<Gateway, StartError> 
         env,
     });
     let (shutdown, rx) = watch::channel(false);
-    live::reload::spawn_watcher(state.clone(), rx.clone())?;
+    let watcher = live::reload::watcher(state.clone(), rx.clone())?;
     let mut tasks = JoinSet::new();
+    tasks.spawn(watcher);
     tasks.spawn(server::listen::serve(
         tls,
         server::listen::Kind::Tls,

@@ -8,16 +8,19 @@
 //! in-place writes, an editor's rename over the file, and the way
 //! Kubernetes updates ConfigMap and Secret volumes: the files are symlinks
 //! through `..data`, and an update swaps the `..data` symlink to a new
-//! directory, which changes none of the files' own names. Any event in a
-//! watched directory makes the watcher compare the files' contents with
-//! what it saw last (a SHA-256 over them); a reload happens only when they
-//! differ. The debounced rebuild is complete (certificates included) and
+//! directory, which changes none of the files' own names. An event naming
+//! a watched file, or a `..`-prefixed entry (the kubelet's `..data`,
+//! `..data_tmp` and timestamped directories), makes the watcher compare the
+//! files' contents with what it saw last (a SHA-256 over them); a reload
+//! happens only when they differ. Other files in the same directories (the
+//! grant vault's redb file, an audit log) wake nothing. The debounced rebuild is complete (certificates included) and
 //! swapped in only on success; a bad file is logged and the old
 //! configuration keeps serving.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
@@ -78,6 +81,25 @@ fn watched_files(state: &State) -> Vec<PathBuf> {
     }
 }
 
+/// The names an event must carry to matter: the watched files' own names
+/// and those of what they resolve to.
+fn names(files: &[PathBuf]) -> HashSet<OsString> {
+    let mut names = HashSet::new();
+    for f in files {
+        names.extend(f.file_name().map(ToOwned::to_owned));
+        if let Ok(real) = std::fs::canonicalize(f) {
+            names.extend(real.file_name().map(ToOwned::to_owned));
+        }
+    }
+    names
+}
+
+/// Whether an event on `path` may have changed a watched file.
+fn relevant(path: &Path, names: &HashSet<OsString>) -> bool {
+    path.file_name()
+        .is_some_and(|n| names.contains(n) || n.as_encoded_bytes().starts_with(b".."))
+}
+
 /// Keeps the watched directories equal to `wanted`.
 fn sync_watches(
     watcher: &mut RecommendedWatcher,
@@ -95,28 +117,41 @@ fn sync_watches(
     *watching = wanted;
 }
 
-/// Watches the configuration's files and reloads when their contents
-/// change, until `shutdown` flips.
-pub fn spawn_watcher(state: Arc<State>, mut shutdown: watch::Receiver<bool>) -> notify::Result<()> {
+/// Watches the configuration's files; the returned task reloads when their
+/// contents change, until `shutdown` flips (the gateway's shutdown waits for
+/// it: nothing it holds, such as the grant vault's file lock, outlives the
+/// gateway).
+pub fn watcher(
+    state: Arc<State>,
+    mut shutdown: watch::Receiver<bool>,
+) -> notify::Result<impl std::future::Future<Output = ()> + Send + 'static> {
     let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+    let mut files = watched_files(&state);
+    let watched_names = Arc::new(RwLock::new(names(&files)));
+    let filter = watched_names.clone();
     let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
         if let Ok(ev) = ev {
-            if !matches!(ev.kind, notify::EventKind::Access(_)) {
+            let names = filter.read().expect("watched names lock");
+            if !matches!(ev.kind, notify::EventKind::Access(_))
+                && ev.paths.iter().any(|p| relevant(p, &names))
+            {
                 let _ = tx.send(());
             }
         }
     })?;
-    let mut files = watched_files(&state);
     let mut watching = BTreeSet::new();
     sync_watches(&mut watcher, &mut watching, directories(&files));
     let mut seen = fingerprint(&files);
-    tokio::spawn(async move {
+    Ok(async move {
         loop {
             tokio::select! {
                 got = rx.recv() => if got.is_none() { break },
                 _ = shutdown.wait_for(|s| *s) => break,
             }
-            tokio::time::sleep(DEBOUNCE).await;
+            tokio::select! {
+                () = tokio::time::sleep(DEBOUNCE) => {}
+                _ = shutdown.wait_for(|s| *s) => break,
+            }
             while rx.try_recv().is_ok() {}
             // Taken before the rebuild reads the files: a change made
             // while it reads is seen by the next event.
@@ -129,10 +164,10 @@ pub fn spawn_watcher(state: Arc<State>, mut shutdown: watch::Receiver<bool>) -> 
             let wanted = watched_files(&state);
             if wanted != files {
                 files = wanted;
+                *watched_names.write().expect("watched names lock") = names(&files);
                 sync_watches(&mut watcher, &mut watching, directories(&files));
                 seen = fingerprint(&files);
             }
         }
-    });
-    Ok(())
+    })
 }
