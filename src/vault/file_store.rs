@@ -21,9 +21,17 @@
 //! bytes); `grants_by_zoom_user` is the multimap Zoom user id → (identity,
 //! subject). Every write changes both in one transaction. redb's calls block
 //! on disk I/O, so every operation runs in `tokio::task::spawn_blocking`.
+//!
+//! Reads of stored grants are served from memory once read: this process
+//! is the file's only writer (redb's lock), so the copy in memory can only
+//! go stale through a write made here, and every write empties it before it
+//! starts and after it ends; a read that raced a write does not keep what it
+//! read (a generation counter). A ZAK answer checks that its grant is still
+//! stored on every request: from memory, not through the blocking pool.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use redb::{Database, MultimapTableDefinition, ReadableTable, TableDefinition, WriteTransaction};
 
@@ -42,6 +50,16 @@ const CACHE_BYTES: usize = 16 * 1024 * 1024;
 pub struct FileStore {
     db: Arc<Database>,
     path: Arc<PathBuf>,
+    read: Arc<Mutex<ReadCache>>,
+}
+
+/// Stored grants already read (absent ones are not remembered: their
+/// number is not bounded by what is stored).
+#[derive(Default)]
+struct ReadCache {
+    /// Bumped by every write, before and after it.
+    generation: u64,
+    records: HashMap<GrantKey, StoredGrant>,
 }
 
 impl std::fmt::Debug for FileStore {
@@ -72,6 +90,7 @@ impl FileStore {
         let store = FileStore {
             db: Arc::new(db),
             path: Arc::new(path.to_owned()),
+            read: Arc::default(),
         };
         // Create the tables now so that readers never meet a missing one.
         store.write(|txn| {
@@ -99,20 +118,52 @@ impl FileStore {
         &self.path
     }
 
-    /// Runs `f` in one write transaction and commits it (durably).
+    /// Runs `f` in one write transaction and commits it (durably). What
+    /// was read into memory is forgotten before and after.
     fn write<T>(
         &self,
         f: impl FnOnce(&WriteTransaction) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut txn = self
-            .db
-            .begin_write()
-            .map_err(|e| failed("begin write", e))?;
-        txn.set_two_phase_commit(true);
-        txn.set_quick_repair(true);
-        let out = f(&txn)?;
-        txn.commit().map_err(|e| failed("commit", e))?;
-        Ok(out)
+        self.forget_reads();
+        let result = (|| {
+            let mut txn = self
+                .db
+                .begin_write()
+                .map_err(|e| failed("begin write", e))?;
+            txn.set_two_phase_commit(true);
+            txn.set_quick_repair(true);
+            let out = f(&txn)?;
+            txn.commit().map_err(|e| failed("commit", e))?;
+            Ok(out)
+        })();
+        self.forget_reads();
+        result
+    }
+
+    fn forget_reads(&self) {
+        let mut read = self.read.lock().expect("grant read cache lock");
+        read.generation += 1;
+        read.records.clear();
+    }
+
+    /// The record of `key` read before, if any.
+    fn remembered(&self, key: &GrantKey) -> Option<StoredGrant> {
+        let read = self.read.lock().expect("grant read cache lock");
+        read.records.get(key).cloned()
+    }
+
+    /// Reads `key` from the file, remembering a stored record unless a
+    /// write began or ended meanwhile.
+    fn read_and_remember(&self, key: &GrantKey) -> Result<Option<StoredGrant>, StoreError> {
+        let generation = self.read.lock().expect("grant read cache lock").generation;
+        let got = self.read_one(key)?;
+        if let Some(rec) = &got {
+            let mut read = self.read.lock().expect("grant read cache lock");
+            if read.generation == generation {
+                read.records.insert(key.clone(), rec.clone());
+            }
+        }
+        Ok(got)
     }
 
     /// Runs blocking `f` on the blocking pool.
@@ -205,8 +256,11 @@ impl GrantStore for FileStore {
         &'a self,
         key: &'a GrantKey,
     ) -> BoxFuture<'a, Result<Option<StoredGrant>, StoreError>> {
+        if let Some(rec) = self.remembered(key) {
+            return Box::pin(std::future::ready(Ok(Some(rec))));
+        }
         let key = key.clone();
-        Box::pin(self.blocking(move |s| s.read_one(&key)))
+        Box::pin(self.blocking(move |s| s.read_and_remember(&key)))
     }
 
     fn put<'a>(

@@ -266,3 +266,44 @@ async fn cluster_lock_unreachable_refreshes_nothing_and_keeps_the_grant() {
         .unwrap()
         .is_some());
 }
+
+/// Reads are remembered, and every kind of write is seen by the next read
+/// (the file store's read cache never serves a record a write replaced).
+#[tokio::test]
+async fn the_file_store_never_serves_a_replaced_record() {
+    use super::store::{CasOutcome, GrantStore, StoredGrant};
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open_async(dir.path().join("g.redb"))
+        .await
+        .unwrap();
+    let key = GrantKey::new("corp", "alice");
+    let rec = |zoom: &str, b: u8| StoredGrant {
+        zoom_user_id: zoom.to_owned(),
+        sealed: vec![b; 16],
+    };
+    store.put(&key, rec("z1", 1)).await.unwrap();
+    for _ in 0..2 {
+        assert_eq!(store.get(&key).await.unwrap(), Some(rec("z1", 1)));
+    }
+    let swapped = store
+        .compare_and_swap(&key, Some(&[1; 16]), rec("z1", 2))
+        .await
+        .unwrap();
+    assert!(matches!(swapped, CasOutcome::Swapped));
+    assert_eq!(store.get(&key).await.unwrap(), Some(rec("z1", 2)));
+    store.put(&key, rec("z1", 3)).await.unwrap();
+    assert_eq!(store.get(&key).await.unwrap(), Some(rec("z1", 3)));
+    assert!(store.compare_and_delete(&key, &[3; 16]).await.unwrap());
+    assert_eq!(store.get(&key).await.unwrap(), None);
+    store.put(&key, rec("z2", 4)).await.unwrap();
+    assert_eq!(store.get(&key).await.unwrap(), Some(rec("z2", 4)));
+    assert_eq!(
+        store.delete_zoom_user("z2").await.unwrap(),
+        vec![key.clone()]
+    );
+    assert_eq!(store.get(&key).await.unwrap(), None);
+    store.put(&key, rec("z2", 5)).await.unwrap();
+    assert_eq!(store.get(&key).await.unwrap(), Some(rec("z2", 5)));
+    assert!(store.delete(&key).await.unwrap());
+    assert_eq!(store.get(&key).await.unwrap(), None);
+}
