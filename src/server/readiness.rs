@@ -10,7 +10,7 @@
 //! 200 only when every identity has usable keys and every fetched
 //! credential holds a token, the missing parts under `not_ready`.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use http::StatusCode;
 use serde_json::{json, Value};
@@ -37,36 +37,34 @@ impl Part {
     }
 }
 
+impl Part {
+    /// A part that is usable (`ok`) or not, with `fetches` attempts made.
+    fn new(kind: &'static str, name: &str, ok: bool, fetches: [&AtomicU64; 2]) -> Self {
+        let tried = fetches
+            .iter()
+            .map(|n| n.load(Ordering::Relaxed))
+            .sum::<u64>()
+            > 0;
+        Part {
+            kind,
+            name: name.to_owned(),
+            tried: ok || tried,
+            ok,
+        }
+    }
+}
+
 fn parts(state: &State) -> Vec<Part> {
     let live = state.live.load();
-    let mut parts: Vec<Part> = live
-        .identity_keys
-        .iter()
-        .map(|(name, keys)| {
-            let ok = keys.usable().is_some();
-            Part {
-                kind: "identity",
-                name: name.clone(),
-                tried: ok
-                    || keys.fetches_ok.load(Ordering::Relaxed)
-                        + keys.fetches_failed.load(Ordering::Relaxed)
-                        > 0,
-                ok,
-            }
-        })
-        .chain(live.credential_sources.iter().map(|(name, source)| {
-            let ok = source.obtained.load(Ordering::SeqCst);
-            Part {
-                kind: "credential",
-                name: name.clone(),
-                tried: ok
-                    || source.fetches_ok.load(Ordering::Relaxed)
-                        + source.fetches_failed.load(Ordering::Relaxed)
-                        > 0,
-                ok,
-            }
-        }))
-        .collect();
+    let identities = live.identity_keys.iter().map(|(name, k)| {
+        let ok = k.usable().is_some();
+        Part::new("identity", name, ok, [&k.fetches_ok, &k.fetches_failed])
+    });
+    let credentials = live.credential_sources.iter().map(|(name, c)| {
+        let ok = c.obtained.load(Ordering::SeqCst);
+        Part::new("credential", name, ok, [&c.fetches_ok, &c.fetches_failed])
+    });
+    let mut parts: Vec<Part> = identities.chain(credentials).collect();
     parts.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
     parts
 }
