@@ -22,6 +22,7 @@ use crate::net::is_loopback_host;
 use crate::secret::{resolve, EnvLookup};
 use crate::tls;
 
+mod cors;
 mod credential;
 mod route;
 mod route_credentials;
@@ -379,17 +380,20 @@ impl Builder<'_, '_> {
         };
         let credentials = self.named(&raw.credential, "credential", Self::credential);
         let webhooks = self.named(&raw.webhook, "webhook", Self::webhook);
+        let cors = self.named(&raw.cors, "cors", Self::cors);
 
         let refs = Refs {
             identities: &identities,
             zoom_apps: &zoom_apps,
             credentials: &credentials,
             webhooks: &webhooks,
+            cors: &cors,
             declared: Declared {
                 identities: raw.identity.keys().cloned().collect(),
                 zoom_apps: raw.zoom_app.keys().cloned().collect(),
                 credentials: raw.credential.keys().cloned().collect(),
                 webhooks: raw.webhook.keys().cloned().collect(),
+                cors: raw.cors.keys().cloned().collect(),
             },
         };
         let mut trust = TrustCache::new(roots);

@@ -9,6 +9,7 @@
 //! client and opens no connection.
 
 pub mod build;
+pub mod cors;
 pub mod pattern;
 pub mod raw;
 mod redis_url;
@@ -27,6 +28,7 @@ use http::Method;
 use secrecy::SecretString;
 
 pub use build::{build, load_file, BuildMode, LoadError};
+pub use cors::{CorsPolicy, OriginRule, RouteCors};
 pub use redis_url::{redis_target, RedisTarget};
 pub use zoom_user::{GrantSettings, ZoomUserAppSettings, ZoomUserOp, ZoomUserRoute};
 
@@ -348,6 +350,9 @@ pub struct Route {
     pub authenticate: Authenticate,
     pub authorize: Option<Authorize>,
     pub claims_to_headers: Vec<(HeaderName, String)>,
+    /// `cors = "NAME"`: preflights answered by the gateway, CORS headers on
+    /// every answer.
+    pub cors: Option<RouteCors>,
     /// What the route does once the caller is let in.
     pub action: Action,
 }

@@ -35,6 +35,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub webhook: BTreeMap<String, RawWebhook>,
     #[serde(default)]
+    pub cors: BTreeMap<String, RawCors>,
+    #[serde(default)]
     pub route: Vec<RawRoute>,
 }
 
@@ -183,6 +185,17 @@ pub struct RawWebhook {
     pub application_id: Option<String>,
 }
 
+/// `[cors.NAME]`: a browser CORS policy routes refer to.
+#[derive(Deserialize)]
+pub struct RawCors {
+    pub origins: Option<Vec<String>>,
+    pub methods: Option<Vec<String>>,
+    pub headers: Option<Vec<String>>,
+    pub credentials: Option<bool>,
+    pub max_age_secs: Option<u64>,
+    pub expose_headers: Option<Vec<String>>,
+}
+
 /// `[[route]]`
 #[derive(Deserialize)]
 pub struct RawRoute {
@@ -205,6 +218,7 @@ pub struct RawRoute {
     pub respond: Option<RawRespond>,
     pub verify_webhook: Option<String>,
     pub zoom_user: Option<RawZoomUserRoute>,
+    pub cors: Option<String>,
 }
 
 /// Route `authorize = { ... }`

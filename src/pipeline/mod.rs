@@ -7,6 +7,7 @@
 
 pub mod authn;
 pub mod authz;
+mod cors;
 pub mod forward;
 pub mod inject;
 pub mod pool;
@@ -105,6 +106,7 @@ pub async fn handle(
         conn,
         client,
     );
+    let origin = cors::request_origin(req.headers());
     let result = run(state, &live, req, &mut log)
         .instrument(span.clone())
         .await;
@@ -136,6 +138,12 @@ pub async fn handle(
             (err.to_response(), decision, err.code())
         }
     };
+    // Every answer of a CORS route but the preflights it answered itself.
+    if let Some(policy) = log.route.as_ref().and_then(|r| r.cors.as_ref()) {
+        if !log.preflight {
+            cors::decorate(&mut resp, policy, origin.as_ref());
+        }
+    }
     resp.headers_mut().insert(X_REQUEST_ID.clone(), id_value);
     log.record(state, resp.status().as_u16(), decision, reason);
     resp
@@ -150,7 +158,10 @@ async fn run(
     log: &mut RequestLog,
 ) -> Result<Response<ResBody>, GatewayError> {
     let conn = log.conn;
-    let mut cx = route(state, live, &req, conn, log)?;
+    let mut cx = match route(state, live, &req, conn, log)? {
+        Routed::Request(cx) => cx,
+        Routed::Preflight(answer) => return Ok(answer),
+    };
     let settings = cx.route.settings.clone();
     // The rare and large stages are boxed: the request future holds only
     // the room of the common path (see the test at the end).
@@ -197,6 +208,14 @@ async fn run(
     }
 }
 
+/// What routing leads to.
+enum Routed<'a> {
+    /// A route was chosen: the stages run.
+    Request(Ctx<'a>),
+    /// A CORS preflight the gateway answered (never forwarded).
+    Preflight(Response<ResBody>),
+}
+
 /// Route: limits and path checks come before any route is chosen.
 fn route<'a>(
     state: &'a State,
@@ -204,7 +223,7 @@ fn route<'a>(
     req: &Request<Incoming>,
     conn: ConnInfo,
     log: &'a mut RequestLog,
-) -> Result<Ctx<'a>, GatewayError> {
+) -> Result<Routed<'a>, GatewayError> {
     if head_size(req) > live.settings.limits.max_header_bytes {
         return Err(GatewayError::HeadersTooLarge);
     }
@@ -222,6 +241,16 @@ fn route<'a>(
     let host = authority
         .as_deref()
         .map(|a| crate::net::strip_port(a).to_ascii_lowercase());
+    if let Some(requested) = cors::preflight_method(req) {
+        if let Some((route, policy, takes_method)) =
+            cors::preflight_route(&live.routes, host.as_deref(), &requested, &path)
+        {
+            log.route = Some(route.settings.clone());
+            log.preflight = true;
+            let answer = cors::preflight(policy, &requested, takes_method, req.headers(), log);
+            return Ok(Routed::Preflight(answer));
+        }
+    }
     let (route, captures) = match route::select(&live.routes, host.as_deref(), req.method(), &path)
     {
         Selection::Found { route, captures } => (route, captures),
@@ -229,7 +258,7 @@ fn route<'a>(
         Selection::NotFound => return Err(GatewayError::NoRoute),
     };
     log.route = Some(route.settings.clone());
-    Ok(Ctx {
+    Ok(Routed::Request(Ctx {
         state,
         live,
         conn,
@@ -238,7 +267,7 @@ fn route<'a>(
         path,
         authority,
         log,
-    })
+    }))
 }
 
 #[cfg(test)]

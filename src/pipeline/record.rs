@@ -28,6 +28,8 @@ pub struct RequestLog {
     pub minted: Vec<(String, Option<u8>)>,
     /// A decision and reason that override the defaults (`allow` / `ok`).
     pub outcome: Option<(&'static str, &'static str)>,
+    /// A CORS preflight the gateway answered (its headers are complete).
+    pub preflight: bool,
 }
 
 impl RequestLog {
@@ -51,6 +53,7 @@ impl RequestLog {
             upstream: None,
             minted: Vec::new(),
             outcome: None,
+            preflight: false,
         }
     }
 

@@ -191,6 +191,16 @@ impl Builder<'_, '_> {
             self.zoom_user_route(z, &p.key("zoom_user"), has_identity, public)
         });
 
+        let cors = r.cors.as_ref().and_then(|c| {
+            self.route_cors(
+                c,
+                &p.key("cors"),
+                refs,
+                methods.as_deref(),
+                authenticate.as_ref(),
+            )
+        });
+
         self.dead_combinations(r, p);
 
         let answered = r.respond.is_some() || r.zoom_user.is_some();
@@ -277,6 +287,7 @@ impl Builder<'_, '_> {
             authenticate,
             authorize,
             claims_to_headers,
+            cors,
             action,
         })
     }
@@ -406,6 +417,7 @@ pub(super) struct Refs<'a> {
     pub(super) zoom_apps: &'a BTreeMap<String, Arc<ZoomAppSettings>>,
     pub(super) credentials: &'a BTreeMap<String, Arc<CredentialSettings>>,
     pub(super) webhooks: &'a BTreeMap<String, Arc<WebhookSettings>>,
+    pub(super) cors: &'a BTreeMap<String, Arc<CorsPolicy>>,
     pub(super) declared: Declared,
 }
 
@@ -414,6 +426,7 @@ pub(super) struct Declared {
     pub(super) zoom_apps: BTreeSet<String>,
     pub(super) credentials: BTreeSet<String>,
     pub(super) webhooks: BTreeSet<String>,
+    pub(super) cors: BTreeSet<String>,
 }
 
 /// A `'static` copy of a configuration name, made once per distinct name
