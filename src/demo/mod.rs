@@ -163,6 +163,20 @@ pub fn examples(
             expect: 403,
         },
         Example {
+            what: "a browser app on http://localhost:5173 asks first (CORS preflight, no token needed): 204 with Access-Control-Allow-Origin, -Methods, -Headers",
+            command: format!(
+                "curl -i --cacert {ca} -X OPTIONS -H 'Origin: http://localhost:5173' -H 'Access-Control-Request-Method: POST' -H 'Access-Control-Request-Headers: authorization,content-type' '{base}/api/sdk-signature'"
+            ),
+            expect: 204,
+        },
+        Example {
+            what: "a page on an origin the policy does not list: 403 cors_not_allowed, no Access-Control-Allow-* (the browser refuses to send the POST)",
+            command: format!(
+                "curl -i --cacert {ca} -X OPTIONS -H 'Origin: https://evil.example.net' -H 'Access-Control-Request-Method: POST' '{base}/api/sdk-signature'"
+            ),
+            expect: 403,
+        },
+        Example {
             what: "a meeting outside the app's account needs the user's own Zoom token: 409 zoom_user_not_connected until connected",
             command: format!(
                 "curl -i --cacert {ca} -H \"Authorization: Bearer {}\" -d '{{\"meetingNumber\": 85746065432}}' '{base}/api/sdk-join'",
