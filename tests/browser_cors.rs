@@ -16,25 +16,13 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use common::issuer::{Issuer, SigningKey};
 use common::*;
 use serde_json::{json, Value};
 
-/// Debian's package `chromium` installs it here (.ci/run installs it).
-const CHROMIUM: &str = "/usr/bin/chromium";
 const GATEWAY_HOST: &str = "meetgate.example.com";
-
-/// A loopback port free right now (the gateway binds it next).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The SPA's host: any path answers a small HTML page.
 async fn page_server() -> SocketAddr {
@@ -49,33 +37,12 @@ async fn page_server() -> SocketAddr {
 
 /// Runs the steps in headless Chromium; returns one result per step.
 fn browse(steps: Value, trust: &Path) -> Vec<Value> {
-    assert!(
-        Path::new(CHROMIUM).exists(),
-        "{CHROMIUM} is missing: install Debian's `chromium` package \
-         (apt-get install chromium; .ci/run installs it)"
-    );
-    ensure_node_modules();
     let cfg = json!({
-        "chromium": CHROMIUM,
         "host_rules": format!("MAP {GATEWAY_HOST} 127.0.0.1, MAP spa.example.com 127.0.0.1, MAP other.example.com 127.0.0.1"),
         "trust_pem": [trust.display().to_string()],
         "steps": steps,
     });
-    let out = Command::new("node")
-        .arg(interop_dir().join("browser-fetch.mjs"))
-        .arg(cfg.to_string())
-        .current_dir(interop_dir())
-        .output()
-        .expect("node (Node.js 20+) runs the browser script");
-    assert!(
-        out.status.success(),
-        "browser script failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let line = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(line.trim())
-        .unwrap_or_else(|e| panic!("browser report is not JSON ({e}): {line}"))
+    serde_json::from_value(run_browser("browser-fetch.mjs", cfg)).expect("one result per step")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

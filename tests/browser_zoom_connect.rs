@@ -20,7 +20,6 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -30,8 +29,6 @@ use common::*;
 use http::StatusCode;
 use serde_json::{json, Value};
 
-/// Debian's package `chromium` installs it here (.ci/run installs it).
-const CHROMIUM: &str = "/usr/bin/chromium";
 /// The gateway's public name in the browser (mapped to 127.0.0.1).
 const PUBLIC_HOST: &str = "meetgate.example.com";
 
@@ -62,45 +59,14 @@ fn config(z: &ZoomFlow, public: &str) -> String {
     )
 }
 
-/// A loopback port free right now (the gateway binds it next: the redirect
-/// URI registered with the stand-in must name it before the start).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Opens `url` in headless Chromium; returns the script's JSON report.
 fn browse(url: &str, trust: &[&Path]) -> Value {
-    assert!(
-        Path::new(CHROMIUM).exists(),
-        "{CHROMIUM} is missing: install Debian's `chromium` package \
-         (apt-get install chromium; .ci/run installs it)"
-    );
-    ensure_node_modules();
     let cfg = json!({
         "url": url,
-        "chromium": CHROMIUM,
         "host_rules": format!("MAP {PUBLIC_HOST} 127.0.0.1"),
         "trust_pem": trust.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
     });
-    let out = Command::new("node")
-        .arg(interop_dir().join("browser-follow.mjs"))
-        .arg(cfg.to_string())
-        .current_dir(interop_dir())
-        .output()
-        .expect("node (Node.js 20+) runs the browser script");
-    assert!(
-        out.status.success(),
-        "browser script failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let line = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(line.trim())
-        .unwrap_or_else(|e| panic!("browser report is not JSON ({e}): {line}"))
+    run_browser("browser-follow.mjs", cfg)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -592,6 +592,46 @@ pub fn interop_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
 }
 
+/// Debian's package `chromium` installs it here (.ci/run installs it).
+pub const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// A loopback port free right now (a server binds it next).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs the playwright-core `script` (in tests/interop) against Debian's
+/// headless Chromium with `cfg` (its `chromium` key is filled in); returns
+/// the JSON report the script prints.
+pub fn run_browser(script: &str, mut cfg: serde_json::Value) -> serde_json::Value {
+    assert!(
+        Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is missing: install Debian's `chromium` package \
+         (apt-get install chromium; .ci/run installs it)"
+    );
+    ensure_node_modules();
+    cfg["chromium"] = CHROMIUM.into();
+    let out = std::process::Command::new("node")
+        .arg(interop_dir().join(script))
+        .arg(cfg.to_string())
+        .current_dir(interop_dir())
+        .output()
+        .expect("node (Node.js 20+) runs the browser script");
+    assert!(
+        out.status.success(),
+        "browser script failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let line = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(line.trim())
+        .unwrap_or_else(|e| panic!("browser report is not JSON ({e}): {line}"))
+}
+
 /// Installs the pinned npm packages when any is missing (one test binary at
 /// a time runs `npm ci`; the lock file pins versions).
 pub fn ensure_node_modules() {
