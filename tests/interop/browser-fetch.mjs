@@ -13,28 +13,11 @@
 // Prints one JSON line: an array with, per step, either
 //   { "ok": true, "status", "body", "headers": {name: value} }  (what the page can read)
 // or { "ok": false, "error": "TypeError", "message" }           (fetch rejected).
-import { chromium } from 'playwright-core';
-import { X509Certificate, createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { launch } from './browser-launch.mjs';
 
 const cfg = JSON.parse(process.argv[2]);
 
-// SHA-256 of each certificate's SubjectPublicKeyInfo, base64 (see
-// browser-follow.mjs): only servers with these keys are accepted.
-const spki = [];
-for (const file of cfg.trust_pem ?? []) {
-  const pems = readFileSync(file, 'utf8').match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g) ?? [];
-  for (const pem of pems) {
-    const der = new X509Certificate(pem).publicKey.export({ type: 'spki', format: 'der' });
-    spki.push(createHash('sha256').update(der).digest('base64'));
-  }
-}
-
-const args = ['--no-sandbox'];
-if (cfg.host_rules) args.push(`--host-resolver-rules=${cfg.host_rules}`);
-if (spki.length) args.push(`--ignore-certificate-errors-spki-list=${spki.join(',')}`);
-
-const browser = await chromium.launch({ executablePath: cfg.chromium, args });
+const browser = await launch(cfg);
 try {
   const results = [];
   for (const step of cfg.steps) {

@@ -10,30 +10,11 @@
 //                                         trusted (--ignore-certificate-errors-spki-list)
 // Prints one JSON line: { "final_url", "status", "chain": [{url, status,
 // location}], "text" }: chain is the navigation's redirect chain in order.
-import { chromium } from 'playwright-core';
-import { X509Certificate, createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { launch } from './browser-launch.mjs';
 
 const cfg = JSON.parse(process.argv[2]);
 
-// SHA-256 of each certificate's SubjectPublicKeyInfo, base64: the form
-// Chromium's --ignore-certificate-errors-spki-list takes: certificates with
-// these keys are accepted despite the unknown (per-run) issuer; Chromium
-// then waives their other errors too. Any other key fails the navigation.
-const spki = [];
-for (const file of cfg.trust_pem ?? []) {
-  const pems = readFileSync(file, 'utf8').match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g) ?? [];
-  for (const pem of pems) {
-    const der = new X509Certificate(pem).publicKey.export({ type: 'spki', format: 'der' });
-    spki.push(createHash('sha256').update(der).digest('base64'));
-  }
-}
-
-const args = ['--no-sandbox'];
-if (cfg.host_rules) args.push(`--host-resolver-rules=${cfg.host_rules}`);
-if (spki.length) args.push(`--ignore-certificate-errors-spki-list=${spki.join(',')}`);
-
-const browser = await chromium.launch({ executablePath: cfg.chromium, args });
+const browser = await launch(cfg);
 try {
   const page = await browser.newPage();
   const last = await page.goto(cfg.url, { waitUntil: 'load', timeout: 20000 });
