@@ -340,7 +340,9 @@ async fn fifty_callers_needing_a_refresh_cause_exactly_one() {
         tasks.push(tokio::spawn(async move {
             v.refreshed(
                 &k,
-                meetgate::now_secs,
+                |g: &Grant| {
+                    g.needs_refresh(meetgate::now_secs(), meetgate::vault::REFRESH_MARGIN_SECS)
+                },
                 |old| async move {
                     let new = c.refresh(&old.refresh_token).await?;
                     Ok::<_, ZoomUserError>(Grant {
@@ -377,7 +379,12 @@ async fn fifty_callers_needing_a_refresh_cause_exactly_one() {
     let r = vault
         .refreshed(
             &key,
-            || meetgate::now_secs() + 4000,
+            |g: &Grant| {
+                g.needs_refresh(
+                    meetgate::now_secs() + 4000,
+                    meetgate::vault::REFRESH_MARGIN_SECS,
+                )
+            },
             |old| {
                 let c = s.client.clone();
                 async move { c.refresh(&old.refresh_token).await.map(|_| old) }

@@ -18,18 +18,6 @@ use std::sync::Arc;
 use http::header::HeaderName;
 use http::Method;
 
-/// What a route without `methods` accepts (every method but TRACE and
-/// CONNECT, which are never forwarded), as a preflight may allow it.
-pub const ROUTE_DEFAULT_METHODS: [Method; 7] = [
-    Method::GET,
-    Method::HEAD,
-    Method::POST,
-    Method::PUT,
-    Method::PATCH,
-    Method::DELETE,
-    Method::OPTIONS,
-];
-
 /// `[cors.NAME]`, validated.
 #[derive(Debug)]
 pub struct CorsPolicy {

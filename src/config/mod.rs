@@ -337,6 +337,19 @@ pub enum WebhookKind {
 }
 
 /// A compiled route.
+/// What a route without `methods` accepts (every method but TRACE and
+/// CONNECT, which are never forwarded): announced in `Allow`, and what a
+/// CORS preflight may allow.
+pub const ANY_METHOD: [Method; 7] = [
+    Method::GET,
+    Method::HEAD,
+    Method::POST,
+    Method::PUT,
+    Method::PATCH,
+    Method::DELETE,
+    Method::OPTIONS,
+];
+
 #[derive(Debug)]
 pub struct Route {
     pub name: String,
@@ -344,7 +357,7 @@ pub struct Route {
     pub label: &'static str,
     /// Lower-case host without port.
     pub host: Option<String>,
-    /// `None`: every method.
+    /// `None`: [`ANY_METHOD`].
     pub methods: Option<Vec<Method>>,
     pub pattern: PathPattern,
     pub authenticate: Authenticate,

@@ -206,7 +206,7 @@ impl ZoomUsers {
         };
         let result = self
             .vault
-            .refreshed_if(
+            .refreshed(
                 &key,
                 stale,
                 |g: Grant| async move {

@@ -228,14 +228,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_route_without_methods_offers_what_routing_accepts() {
-        assert_eq!(
-            crate::config::cors::ROUTE_DEFAULT_METHODS,
-            super::super::route::ANY_METHOD
-        );
-    }
-
-    #[test]
     fn vary_origin_is_appended_once() {
         let mut h = HeaderMap::new();
         h.append(VARY, HeaderValue::from_static("Accept-Encoding"));

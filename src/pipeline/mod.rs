@@ -232,7 +232,7 @@ fn route<'a>(
     if *req.method() == http::Method::CONNECT {
         // A tunnel is never opened (its target is an authority, not a path).
         return Err(GatewayError::MethodNotAllowed {
-            allow: route::ANY_METHOD.to_vec(),
+            allow: crate::config::ANY_METHOD.to_vec(),
         });
     }
     let path = route::normalize(req.uri().path())

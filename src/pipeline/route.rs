@@ -5,7 +5,7 @@
 use http::Method;
 
 pub use crate::config::pattern::{Captures, PathPattern};
-use crate::config::Route;
+use crate::config::{Route, ANY_METHOD};
 pub use crate::net::never_forwarded;
 
 /// Why a path is refused before routing (docs/BEHAVIOUR.md item 9).
@@ -75,17 +75,6 @@ pub enum Selection<'r, R> {
     /// Nothing matches host and path.
     NotFound,
 }
-
-/// What a route without `methods` accepts, as announced in `Allow`.
-pub const ANY_METHOD: [Method; 7] = [
-    Method::GET,
-    Method::HEAD,
-    Method::POST,
-    Method::PUT,
-    Method::PATCH,
-    Method::DELETE,
-    Method::OPTIONS,
-];
 
 /// Picks the first route in file order whose host, path and method match.
 /// `host` is the request's host, lower-cased, without port. TRACE and

@@ -187,7 +187,7 @@ pub fn url_validation_answer(secret: &[u8], plain_token: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::config::SecretBytes;
     use serde_json::Value;
@@ -195,18 +195,27 @@ mod tests {
 
     use crate::test_vectors::vector;
 
-    fn zoom(secrets: &[&str]) -> WebhookSettings {
+    /// A webhook of `kind` with the default tolerance and dedup window.
+    pub(in crate::pipeline) fn settings(
+        kind: WebhookKind,
+        secrets: &[&str],
+        application_id: Option<&str>,
+    ) -> WebhookSettings {
         WebhookSettings {
-            name: "zoom".into(),
-            kind: WebhookKind::Zoom,
+            name: format!("{kind:?}").to_lowercase(),
+            kind,
             secrets: secrets
                 .iter()
                 .map(|s| SecretBytes(s.as_bytes().to_vec()))
                 .collect(),
             tolerance: Duration::from_secs(300),
             dedup: Duration::from_secs(86_400),
-            application_id: None,
+            application_id: application_id.map(str::to_owned),
         }
+    }
+
+    fn zoom(secrets: &[&str]) -> WebhookSettings {
+        settings(WebhookKind::Zoom, secrets, None)
     }
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {

@@ -103,22 +103,11 @@ pub(super) fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{SecretBytes, WebhookKind};
+    use crate::config::WebhookKind;
     use crate::test_vectors::vector;
-    use std::time::Duration;
 
     fn settings(secrets: &[&str], app: Option<&str>) -> WebhookSettings {
-        WebhookSettings {
-            name: "vonage".into(),
-            kind: WebhookKind::Vonage,
-            secrets: secrets
-                .iter()
-                .map(|s| SecretBytes(s.as_bytes().to_vec()))
-                .collect(),
-            tolerance: Duration::from_secs(300),
-            dedup: Duration::from_secs(86_400),
-            application_id: app.map(str::to_owned),
-        }
+        crate::pipeline::webhook::tests::settings(WebhookKind::Vonage, secrets, app)
     }
 
     fn headers(v: &str) -> HeaderMap {

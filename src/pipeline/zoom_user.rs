@@ -189,16 +189,29 @@ fn connect(app: &ZoomUsers, p: &Principal, req: &Request<Incoming>) -> Answer {
     ))
 }
 
-/// Whether the caller is connected; never a token.
-async fn status(app: &ZoomUsers, p: &Principal) -> Answer {
+/// The caller's grant key and stored grant, if any.
+async fn stored_grant(
+    app: &ZoomUsers,
+    p: &Principal,
+) -> Result<(crate::vault::GrantKey, Option<crate::vault::LoadedGrant>), GatewayError> {
     let key = grant_key(app, p)?;
     let grant = app
         .vault
         .get(&key)
         .await
         .map_err(|e| failure(ZoomUserFailure::Store(e)))?;
+    Ok((key, grant))
+}
+
+fn not_connected() -> Response<ResBody> {
+    json(StatusCode::OK, serde_json::json!({ "connected": false }))
+}
+
+/// Whether the caller is connected; never a token.
+async fn status(app: &ZoomUsers, p: &Principal) -> Answer {
+    let (_, grant) = stored_grant(app, p).await?;
     let body = match grant {
-        None => serde_json::json!({ "connected": false }),
+        None => return Ok(not_connected()),
         Some(g) => serde_json::json!({
             "connected": true,
             "zoom_user_id": g.grant.zoom_user_id,
@@ -211,17 +224,9 @@ async fn status(app: &ZoomUsers, p: &Principal) -> Answer {
 
 /// Revokes the grant at Zoom (best effort) and deletes it.
 async fn disconnect(app: &ZoomUsers, p: &Principal) -> Answer {
-    let key = grant_key(app, p)?;
-    let grant = app
-        .vault
-        .get(&key)
-        .await
-        .map_err(|e| failure(ZoomUserFailure::Store(e)))?;
+    let (key, grant) = stored_grant(app, p).await?;
     let Some(grant) = grant else {
-        return Ok(json(
-            StatusCode::OK,
-            serde_json::json!({ "connected": false }),
-        ));
+        return Ok(not_connected());
     };
     if let Err(e) = app.client.revoke(&grant.grant.access_token).await {
         tracing::warn!(zoom_user = %app.settings.name, code = e.code(), "revoking at Zoom failed; the grant is deleted here anyway");
@@ -232,10 +237,7 @@ async fn disconnect(app: &ZoomUsers, p: &Principal) -> Answer {
         .map_err(|e| failure(ZoomUserFailure::Store(e)))?;
     app.forget(&key).await;
     tracing::info!(zoom_user = %app.settings.name, "Zoom user disconnected");
-    Ok(json(
-        StatusCode::OK,
-        serde_json::json!({ "connected": false }),
-    ))
+    Ok(not_connected())
 }
 
 /// A verified Zoom `app_deauthorized` event: every grant of that Zoom user

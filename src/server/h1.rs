@@ -22,27 +22,25 @@
 //! [`ClientUpgrade`] slot, filled with the stream after the 101.
 
 use std::future::poll_fn;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+
 use std::time::Duration;
 
 use http::Request;
-use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use super::listen::Session;
 use super::progress::{Bounds, Progress, Stall, Watched, WriteBlock, WriteClock};
 use super::stream::{Park, Prefixed};
 use crate::body::BoxError;
 use crate::config::Limits;
-use crate::pipeline::{self, ConnInfo};
-use crate::State;
+use crate::pipeline;
 
 /// How long a connection must be quiet (no request in flight, none begun)
 /// before it is parked; the check runs on a timer of this period, so a
@@ -110,36 +108,6 @@ impl Drop for InFlight {
     }
 }
 
-pin_project_lite::pin_project! {
-    /// A response body that counts as in flight until hyper drops it, and
-    /// records its progress.
-    pub struct Tracked<B> {
-        #[pin]
-        inner: Watched<B>,
-        guard: InFlight,
-    }
-}
-
-impl<B: Body> Body for Tracked<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        self.project().inner.poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
 /// Request extension: the connection's upgrade slot.
 #[derive(Clone)]
 struct UpgradeSlot(Arc<Activity>);
@@ -195,17 +163,17 @@ enum Handback {
 
 /// Serves HTTP/1.1 on `io` until the client closes, parking the connection
 /// whenever it goes quiet.
-///
-/// `first_head_by` bounds the first request head (the connection's accept
-/// time plus `header_read_timeout`).
 pub(super) async fn serve<S: Park>(
     mut io: Prefixed<S>,
-    limits: &Limits,
-    first_head_by: Instant,
-    state: Arc<State>,
-    conn: ConnInfo,
-    mut shutdown: watch::Receiver<bool>,
+    session: Session<'_>,
 ) -> Result<(), BoxError> {
+    let Session {
+        limits,
+        first_head_by,
+        state,
+        conn,
+        mut shutdown,
+    } = session;
     let activity = Arc::new(Activity::new());
     let metrics = state.metrics.clone();
     let mut service = {
@@ -222,10 +190,9 @@ pub(super) async fn serve<S: Park>(
             Box::pin(async move {
                 let resp = pipeline::respond(state, req, conn).await;
                 let progress = guard.0.progress.clone();
-                Ok::<_, std::convert::Infallible>(resp.map(|body| Tracked {
-                    inner: Watched::new(body, progress),
-                    guard,
-                }))
+                Ok::<_, std::convert::Infallible>(
+                    resp.map(|body| Watched::new(body, progress, guard)),
+                )
             })
         })
     };

@@ -30,15 +30,14 @@ use std::time::Duration;
 use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
+use super::listen::Session;
 use super::progress::{Bounds, Progress, Watched};
 use super::stream::{Park, Prefixed};
 use crate::body::BoxError;
 use crate::config::Limits;
-use crate::pipeline::{self, ConnInfo};
-use crate::State;
+use crate::pipeline;
 
 /// How long a connection that was sent GOAWAY may stay without open
 /// streams before it is dropped: time for the client to acknowledge the
@@ -53,17 +52,9 @@ tokio::task_local! {
 
 /// Serves HTTP/2 (ALPN h2, or h2c with prior knowledge) until the client
 /// closes, the connection stays idle too long, or the drain ends it.
-///
-/// `first_head_by` bounds the first request head (the connection's accept
-/// time plus `header_read_timeout`).
-pub(super) async fn serve<S: Park>(
-    io: Prefixed<S>,
-    limits: &Limits,
-    first_head_by: Instant,
-    state: Arc<State>,
-    conn: ConnInfo,
-    mut shutdown: watch::Receiver<bool>,
-) -> Result<(), BoxError> {
+pub(super) async fn serve<S: Park>(io: Prefixed<S>, session: Session<'_>) -> Result<(), BoxError> {
+    let (limits, first_head_by, conn) = (session.limits, session.first_head_by, session.conn);
+    let (state, mut shutdown) = (session.state, session.shutdown);
     let streams = Arc::new(Streams::new());
     // Boxed: hyper keeps room for one request future per stream.
     let service = service_fn(move |req| {
@@ -74,7 +65,7 @@ pub(super) async fn serve<S: Park>(
             let progress = STREAM_PROGRESS
                 .try_with(Arc::clone)
                 .unwrap_or_else(|_| Arc::new(Progress::new()));
-            Ok::<_, std::convert::Infallible>(resp.map(|body| Watched::new(body, progress)))
+            Ok::<_, std::convert::Infallible>(resp.map(|body| Watched::new(body, progress, ())))
         })
     });
     let exec = StreamExec {

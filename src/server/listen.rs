@@ -141,6 +141,13 @@ async fn serve_connection(
             None => return Ok(()),
         }
     }
+    let session = Session {
+        limits: &limits,
+        first_head_by: deadline,
+        state,
+        conn,
+        shutdown,
+    };
     let result = match kind {
         Kind::Tls => {
             let Some(tls) = tls else {
@@ -160,22 +167,18 @@ async fn serve_connection(
                 // hyper waits for the connection preface without a timeout.
                 match first_bytes(stream, deadline).await? {
                     None => Ok(()),
-                    Some(io) => {
-                        Box::pin(h2::serve(io, &limits, deadline, state, conn, shutdown)).await
-                    }
+                    Some(io) => Box::pin(h2::serve(io, session)).await,
                 }
             } else {
                 // HTTP/1.1 (over TLS, h2 needs ALPN).
                 let io = Prefixed::new(stream);
-                h1::serve(io, &limits, deadline, state, conn, shutdown).await
+                h1::serve(io, session).await
             }
         }
         Kind::Plain => match first_bytes(tcp, deadline).await? {
             None => Ok(()),
-            Some(io) if io.prefix() == H2_PREFACE => {
-                Box::pin(h2::serve(io, &limits, deadline, state, conn, shutdown)).await
-            }
-            Some(io) => h1::serve(io, &limits, deadline, state, conn, shutdown).await,
+            Some(io) if io.prefix() == H2_PREFACE => Box::pin(h2::serve(io, session)).await,
+            Some(io) => h1::serve(io, session).await,
         },
     };
     // Held until here: the shutdown drain waits for this connection.
@@ -221,12 +224,31 @@ where
     )))
 }
 
+/// What serving one connection's HTTP needs beside its stream.
+pub(super) struct Session<'a> {
+    pub limits: &'a crate::config::Limits,
+    /// Bounds the first request head: the connection's accept time plus
+    /// `header_read_timeout`.
+    pub first_head_by: Instant,
+    pub state: Arc<State>,
+    pub conn: ConnInfo,
+    pub shutdown: watch::Receiver<bool>,
+}
+
 #[cfg(test)]
 mod tests {
     /// The size of the future an async fn taking six arguments returns.
     fn future_size<F, A, B, C, D, E, G, R>(_: F) -> usize
     where
         F: FnOnce(A, B, C, D, E, G) -> R,
+    {
+        std::mem::size_of::<R>()
+    }
+
+    /// The size of the future an async fn taking two arguments returns.
+    fn future_size_2<F, A, B, R>(_: F) -> usize
+    where
+        F: FnOnce(A, B) -> R,
     {
         std::mem::size_of::<R>()
     }
@@ -238,7 +260,7 @@ mod tests {
     fn a_connection_task_stays_small() {
         let task = future_size(super::serve_connection);
         assert!(task <= 2048, "connection future is {task} bytes");
-        let h1 = future_size(super::h1::serve::<Box<super::TlsStream>>);
+        let h1 = future_size_2(super::h1::serve::<Box<super::TlsStream>>);
         assert!(h1 <= 1280, "HTTP/1.1 future is {h1} bytes");
     }
 }

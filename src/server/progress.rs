@@ -131,27 +131,34 @@ impl Progress {
 }
 
 pin_project_lite::pin_project! {
-    /// A response body recording its progress in a [`Progress`].
-    pub(super) struct Watched<B> {
+    /// A response body recording its progress in a [`Progress`], holding
+    /// `guard` until hyper drops it (HTTP/1 counts the request in flight
+    /// that long; HTTP/2 holds nothing).
+    pub(super) struct Watched<B, G> {
         #[pin]
         inner: B,
         progress: Arc<Progress>,
+        guard: G,
     }
 
-    impl<B> PinnedDrop for Watched<B> {
+    impl<B, G> PinnedDrop for Watched<B, G> {
         fn drop(this: Pin<&mut Self>) {
             this.progress.idle();
         }
     }
 }
 
-impl<B> Watched<B> {
-    pub(super) fn new(inner: B, progress: Arc<Progress>) -> Self {
-        Watched { inner, progress }
+impl<B, G> Watched<B, G> {
+    pub(super) fn new(inner: B, progress: Arc<Progress>, guard: G) -> Self {
+        Watched {
+            inner,
+            progress,
+            guard,
+        }
     }
 }
 
-impl<B: Body> Body for Watched<B> {
+impl<B: Body, G> Body for Watched<B, G> {
     type Data = B::Data;
     type Error = B::Error;
 

@@ -33,7 +33,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use redb::{Database, MultimapTableDefinition, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{
+    AccessGuard, Database, MultimapTableDefinition, ReadableTable, TableDefinition,
+    WriteTransaction,
+};
 
 use super::grant::GrantKey;
 use super::store::{BoxFuture, CasOutcome, GrantStore, StoreError, StoredGrant};
@@ -72,6 +75,28 @@ impl std::fmt::Debug for FileStore {
 
 fn failed(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("{what}: {e}"))
+}
+
+type GrantValue = (&'static str, &'static [u8]);
+
+/// A stored value of the `grants` table as a record.
+fn decode(v: &AccessGuard<'_, GrantValue>) -> StoredGrant {
+    let (zoom, sealed) = v.value();
+    StoredGrant {
+        zoom_user_id: zoom.to_owned(),
+        sealed: sealed.to_vec(),
+    }
+}
+
+/// The record of `key` in `table` (read-only or within a write).
+fn stored_in(
+    table: &impl ReadableTable<(&'static str, &'static str), GrantValue>,
+    key: &GrantKey,
+) -> Result<Option<StoredGrant>, StoreError> {
+    let got = table
+        .get((key.identity.as_str(), key.subject.as_str()))
+        .map_err(|e| failed("read", e))?;
+    Ok(got.map(|v| decode(&v)))
 }
 
 impl FileStore {
@@ -182,16 +207,18 @@ impl FileStore {
         let table = txn
             .open_table(GRANTS)
             .map_err(|e| failed("grants table", e))?;
-        let got = table
-            .get((key.identity.as_str(), key.subject.as_str()))
-            .map_err(|e| failed("read", e))?;
-        Ok(got.map(|v| {
-            let (zoom, sealed) = v.value();
-            StoredGrant {
-                zoom_user_id: zoom.to_owned(),
-                sealed: sealed.to_vec(),
-            }
-        }))
+        stored_in(&table, key)
+    }
+
+    /// Within `txn`: the current record of `key`.
+    fn current_in(
+        txn: &WriteTransaction,
+        key: &GrantKey,
+    ) -> Result<Option<StoredGrant>, StoreError> {
+        let grants = txn
+            .open_table(GRANTS)
+            .map_err(|e| failed("grants table", e))?;
+        stored_in(&grants, key)
     }
 
     /// Within `txn`: the current record, after writing `new` (or deleting
@@ -213,13 +240,7 @@ impl FileStore {
             None => grants.remove(k),
         }
         .map_err(|e| failed("write", e))?
-        .map(|v| {
-            let (zoom, sealed) = v.value();
-            StoredGrant {
-                zoom_user_id: zoom.to_owned(),
-                sealed: sealed.to_vec(),
-            }
-        });
+        .map(|v| decode(&v));
         if let Some(old) = &old {
             index
                 .remove(old.zoom_user_id.as_str(), k)
@@ -293,21 +314,7 @@ impl GrantStore for FileStore {
             // One write transaction at a time (redb serialises writers):
             // the read and the write below cannot interleave with another.
             s.write(|txn| {
-                let current = {
-                    let grants = txn
-                        .open_table(GRANTS)
-                        .map_err(|e| failed("grants table", e))?;
-                    let got = grants
-                        .get((key.identity.as_str(), key.subject.as_str()))
-                        .map_err(|e| failed("read", e))?;
-                    got.map(|v| {
-                        let (zoom, sealed) = v.value();
-                        StoredGrant {
-                            zoom_user_id: zoom.to_owned(),
-                            sealed: sealed.to_vec(),
-                        }
-                    })
-                };
+                let current = FileStore::current_in(txn, &key)?;
                 if current.as_ref().map(|c| c.sealed.as_slice()) != expected.as_deref() {
                     return Ok(CasOutcome::Conflict(current));
                 }
@@ -326,15 +333,8 @@ impl GrantStore for FileStore {
         let expected = expected.to_vec();
         Box::pin(self.blocking(move |s| {
             s.write(|txn| {
-                let matches = {
-                    let grants = txn
-                        .open_table(GRANTS)
-                        .map_err(|e| failed("grants table", e))?;
-                    let got = grants
-                        .get((key.identity.as_str(), key.subject.as_str()))
-                        .map_err(|e| failed("read", e))?;
-                    got.is_some_and(|v| v.value().1 == expected.as_slice())
-                };
+                let current = FileStore::current_in(txn, &key)?;
+                let matches = current.is_some_and(|c| c.sealed == expected);
                 if matches {
                     FileStore::replace_in(txn, &key, None)?;
                 }

@@ -263,10 +263,12 @@ impl Vault {
         Ok(self.store.delete_zoom_user(zoom_user_id).await?)
     }
 
-    /// The grant under `key` with an access token valid for more than
-    /// [`REFRESH_MARGIN_SECS`] at `now()`, refreshed through `refresh` if
-    /// needed. One refresh per grant at a time in this process and, with a
-    /// cluster lock ([`Vault::with_cluster_lock`]), across replicas:
+    /// The grant under `key`, refreshed through `refresh` when `stale`
+    /// says so (e.g. its access token expires within
+    /// [`REFRESH_MARGIN_SECS`], or it holds the access token Zoom just
+    /// refused: a concurrent caller that finds the pair already replaced
+    /// uses it). One refresh per grant at a time in this process and, with
+    /// a cluster lock ([`Vault::with_cluster_lock`]), across replicas:
     /// concurrent callers wait and then read the refreshed grant. The new
     /// pair is written (compare-and-swap) before it is returned. `Ok(None)`: no
     /// grant (never connected, disconnected, or deleted meanwhile).
@@ -284,27 +286,6 @@ impl Vault {
     pub async fn refreshed<E, F, Fut>(
         &self,
         key: &GrantKey,
-        now: impl Fn() -> u64,
-        refresh: F,
-        drop_grant: impl FnOnce(&E) -> bool,
-    ) -> Result<Option<Grant>, RefreshFailure<E>>
-    where
-        F: FnOnce(Grant) -> Fut,
-        Fut: Future<Output = Result<Grant, E>>,
-    {
-        let stale = |g: &Grant| g.needs_refresh(now(), REFRESH_MARGIN_SECS);
-        self.refreshed_if(key, stale, refresh, drop_grant).await
-    }
-
-    /// [`Vault::refreshed`] with the caller's notion of stale: e.g. "about
-    /// to expire, or holding the access token Zoom just refused" (a
-    /// concurrent caller that finds the pair already replaced uses it).
-    ///
-    /// # Errors
-    /// [`RefreshFailure`].
-    pub async fn refreshed_if<E, F, Fut>(
-        &self,
-        key: &GrantKey,
         stale: impl Fn(&Grant) -> bool,
         refresh: F,
         drop_grant: impl FnOnce(&E) -> bool,
@@ -314,10 +295,8 @@ impl Vault {
         Fut: Future<Output = Result<Grant, E>>,
     {
         let fresh = |l: &LoadedGrant| !stale(&l.grant);
-        match self.get(key).await? {
-            None => return Ok(None),
-            Some(l) if fresh(&l) => return Ok(Some(l.grant)),
-            Some(_) => {}
+        if let Look::Settled(g) = self.look(key, &fresh).await? {
+            return Ok(g);
         }
         let _flight = self.flights.lock(key).await;
         let held = match &self.cluster_lock {
@@ -328,11 +307,50 @@ impl Vault {
                 Err(done) => return Ok(done),
             },
         };
-        let outcome = self.refresh_current(key, &fresh, refresh, drop_grant).await;
+        // Under the locks: read the grant again (so the pair refreshed is
+        // the one stored now; whoever held the locks before may have
+        // refreshed already), refresh it and write the new pair.
+        let outcome = async {
+            let current = match self.look(key, &fresh).await? {
+                Look::Settled(g) => return Ok(g),
+                Look::Stale(current) => current,
+            };
+            match refresh(current.grant.clone()).await {
+                Ok(new) => match self.replace(&current, &new).await? {
+                    Some(written) => Ok(Some(written.grant)),
+                    // Changed under us (a reconnect, a delete, or a replica
+                    // whose lock expired): take what is there now.
+                    None => Ok(self.get(key).await?.map(|l| l.grant)),
+                },
+                Err(error) => {
+                    let dropped = if drop_grant(&error) {
+                        self.delete_if_current(&current).await?
+                    } else {
+                        false
+                    };
+                    Err(RefreshFailure::Refresh { error, dropped })
+                }
+            }
+        }
+        .await;
         if let Some(held) = held {
             held.release().await;
         }
         outcome
+    }
+
+    /// The grant under `key` as it is now: settled (gone, or fresh) or
+    /// stale (to be refreshed).
+    async fn look(
+        &self,
+        key: &GrantKey,
+        fresh: &impl Fn(&LoadedGrant) -> bool,
+    ) -> Result<Look, VaultError> {
+        Ok(match self.get(key).await? {
+            None => Look::Settled(None),
+            Some(l) if fresh(&l) => Look::Settled(Some(l.grant)),
+            Some(l) => Look::Stale(l),
+        })
     }
 
     /// Takes the grant's cluster lock, polling while another replica holds
@@ -353,52 +371,19 @@ impl Vault {
                 return Err(lock.timed_out(start).into());
             }
             tokio::time::sleep(cluster_lock::POLL).await;
-            match self.get(key).await? {
-                None => return Ok(Err(None)),
-                Some(l) if fresh(&l) => return Ok(Err(Some(l.grant))),
-                Some(_) => {}
+            if let Look::Settled(g) = self.look(key, fresh).await? {
+                return Ok(Err(g));
             }
         }
     }
+}
 
-    /// The refresh itself, under the locks: reads the grant (so the pair
-    /// refreshed is the one stored now), refreshes it unless whoever held
-    /// the locks before already did, and writes the new pair.
-    async fn refresh_current<E, F, Fut>(
-        &self,
-        key: &GrantKey,
-        fresh: &impl Fn(&LoadedGrant) -> bool,
-        refresh: F,
-        drop_grant: impl FnOnce(&E) -> bool,
-    ) -> Result<Option<Grant>, RefreshFailure<E>>
-    where
-        F: FnOnce(Grant) -> Fut,
-        Fut: Future<Output = Result<Grant, E>>,
-    {
-        // Whoever held the lock may have refreshed already.
-        let Some(current) = self.get(key).await? else {
-            return Ok(None);
-        };
-        if fresh(&current) {
-            return Ok(Some(current.grant));
-        }
-        match refresh(current.grant.clone()).await {
-            Ok(new) => match self.replace(&current, &new).await? {
-                Some(written) => Ok(Some(written.grant)),
-                // Changed under us (a reconnect, a delete, or a replica
-                // whose lock expired): take what is there now.
-                None => Ok(self.get(key).await?.map(|l| l.grant)),
-            },
-            Err(error) => {
-                let dropped = if drop_grant(&error) {
-                    self.delete_if_current(&current).await?
-                } else {
-                    false
-                };
-                Err(RefreshFailure::Refresh { error, dropped })
-            }
-        }
-    }
+/// A grant read to decide whether it needs a refresh.
+enum Look {
+    /// Nothing to refresh: no grant, or a fresh one.
+    Settled(Option<Grant>),
+    /// To be refreshed.
+    Stale(LoadedGrant),
 }
 
 #[cfg(test)]

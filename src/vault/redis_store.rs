@@ -156,6 +156,20 @@ impl RedisStore {
         Ok(CasOutcome::Conflict(current))
     }
 
+    /// Deletes `key`'s grant (and its index entry): always, or only while
+    /// its sealed bytes are `expected`. Whether one was deleted.
+    async fn delete_if(&self, key: &GrantKey, expected: Option<&[u8]>) -> Result<bool, StoreError> {
+        let link = self.link()?;
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(DELETE).arg(1).arg(grant_key(&link, key));
+        match expected {
+            Some(bytes) => cmd.arg("if").arg(bytes),
+            None => cmd.arg("always"),
+        };
+        let n = link.query::<i64>(&cmd).await.ok_or_else(unavailable)?;
+        Ok(n == 1)
+    }
+
     async fn members(&self, zoom_user_id: &str, delete: bool) -> Result<Vec<GrantKey>, StoreError> {
         let link = self.link()?;
         let mut cmd = redis::cmd("EVAL");
@@ -212,16 +226,7 @@ impl GrantStore for RedisStore {
     }
 
     fn delete<'a>(&'a self, key: &'a GrantKey) -> BoxFuture<'a, Result<bool, StoreError>> {
-        Box::pin(async move {
-            let link = self.link()?;
-            let mut cmd = redis::cmd("EVAL");
-            cmd.arg(DELETE)
-                .arg(1)
-                .arg(grant_key(&link, key))
-                .arg("always");
-            let n = link.query::<i64>(&cmd).await.ok_or_else(unavailable)?;
-            Ok(n == 1)
-        })
+        Box::pin(self.delete_if(key, None))
     }
 
     fn compare_and_swap<'a>(
@@ -243,17 +248,7 @@ impl GrantStore for RedisStore {
         key: &'a GrantKey,
         expected: &'a [u8],
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        Box::pin(async move {
-            let link = self.link()?;
-            let mut cmd = redis::cmd("EVAL");
-            cmd.arg(DELETE)
-                .arg(1)
-                .arg(grant_key(&link, key))
-                .arg("if")
-                .arg(expected);
-            let n = link.query::<i64>(&cmd).await.ok_or_else(unavailable)?;
-            Ok(n == 1)
-        })
+        Box::pin(self.delete_if(key, Some(expected)))
     }
 
     fn list_zoom_user<'a>(

@@ -8,6 +8,11 @@ use super::*;
 
 const NOW: u64 = 1_767_225_600;
 
+/// Stale as the Zoom-user flows judge it: expiring within the margin at `now`.
+fn stale_at(now: u64) -> impl Fn(&Grant) -> bool + Copy + Send {
+    move |g: &Grant| g.needs_refresh(now, REFRESH_MARGIN_SECS)
+}
+
 async fn vault(ring: Keyring) -> (tempfile::TempDir, Arc<Vault>) {
     let dir = tempfile::tempdir().unwrap();
     let store = FileStore::open_async(dir.path().join("g.redb"))
@@ -74,7 +79,7 @@ async fn fifty_concurrent_callers_cause_one_refresh() {
         tasks.push(tokio::spawn(async move {
             v.refreshed(
                 &k,
-                || NOW,
+                stale_at(NOW),
                 |old| async move {
                     let n = r.fetch_add(1, Ordering::SeqCst) + 1;
                     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -103,13 +108,13 @@ async fn a_fresh_grant_is_not_refreshed_and_a_missing_one_is_none() {
     v.put(&g).await.unwrap();
     let never = |_: Grant| async { Err::<Grant, _>("must not be called") };
     let got = v
-        .refreshed(&g.key(), || NOW, never, |_| true)
+        .refreshed(&g.key(), stale_at(NOW), never, |_| true)
         .await
         .unwrap();
     assert!(got.is_some());
     let missing = GrantKey::new("corp", "nobody");
     assert!(v
-        .refreshed(&missing, || NOW, never, |_| true)
+        .refreshed(&missing, stale_at(NOW), never, |_| true)
         .await
         .unwrap()
         .is_none());
@@ -123,7 +128,7 @@ async fn invalid_grant_drops_only_the_grant_it_refreshed() {
     let r = v
         .refreshed(
             &g.key(),
-            || NOW,
+            stale_at(NOW),
             |_| async { Err::<Grant, _>("invalid_grant") },
             |e| *e == "invalid_grant",
         )
@@ -143,7 +148,7 @@ async fn invalid_grant_drops_only_the_grant_it_refreshed() {
     let r = v
         .refreshed(
             &g.key(),
-            || NOW,
+            stale_at(NOW),
             |_| async move {
                 v2.put(&reconnected).await.unwrap();
                 Err::<Grant, _>("invalid_grant")
@@ -161,7 +166,7 @@ async fn invalid_grant_drops_only_the_grant_it_refreshed() {
     let r = v
         .refreshed(
             &g.key(),
-            || NOW + 4000,
+            stale_at(NOW + 4000),
             |_| async { Err::<Grant, _>("upstream_unavailable") },
             |_| false,
         )
@@ -229,7 +234,7 @@ async fn cluster_lock_unreachable_refreshes_nothing_and_keeps_the_grant() {
     let r = v
         .refreshed(
             &g.key(),
-            || NOW,
+            stale_at(NOW),
             |_| async {
                 called.fetch_add(1, Ordering::SeqCst);
                 Err::<Grant, _>("invalid_grant")
@@ -261,7 +266,7 @@ async fn cluster_lock_unreachable_refreshes_nothing_and_keeps_the_grant() {
     v.put(&rotated(g.clone(), 2)).await.unwrap();
     let never = |_: Grant| async { Err::<Grant, _>("must not be called") };
     assert!(v
-        .refreshed(&g.key(), || NOW, never, |_| true)
+        .refreshed(&g.key(), stale_at(NOW), never, |_| true)
         .await
         .unwrap()
         .is_some());

@@ -2,7 +2,8 @@
 
 use super::route::undefined;
 use super::*;
-use crate::config::cors::{parse_rule, CorsPolicy, OriginRule, RouteCors, ROUTE_DEFAULT_METHODS};
+use crate::config::cors::{parse_rule, CorsPolicy, OriginRule, RouteCors};
+use crate::config::ANY_METHOD;
 
 /// The longest `max_age_secs`: a day (browsers cap it lower: Chromium at
 /// two hours, Firefox at a day).
@@ -121,7 +122,7 @@ impl Builder<'_, '_> {
             }
             return None;
         };
-        let accepted = route_methods.unwrap_or(&ROUTE_DEFAULT_METHODS);
+        let accepted = route_methods.unwrap_or(&ANY_METHOD);
         let methods: Vec<Method> = match &policy.methods {
             Some(ms) => ms
                 .iter()

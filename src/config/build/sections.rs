@@ -160,41 +160,39 @@ impl Builder<'_, '_> {
                 "must lie in 1048576..=17179869184 (1 MiB to 16 GiB)",
             );
         }
+        // Every progress and idle bound is at most a day: a deadline far in
+        // the future would overflow `Instant` arithmetic.
+        let mut progress = |v: Option<u64>, default: u64, key: &str| {
+            self.millis_at_most(v, default, MAX_PROGRESS_TIMEOUT_MS, &p.key(key))
+        };
         Limits {
             max_header_bytes: max_header_bytes as usize,
             max_body_bytes: max_body_bytes as usize,
-            // Bounded like the progress timeouts: a deadline far in the
-            // future would overflow `Instant` arithmetic.
-            header_read_timeout: self.millis_at_most(
+            header_read_timeout: progress(
                 l.header_read_timeout_ms,
                 DEFAULT_HEADER_READ_TIMEOUT_MS,
-                MAX_PROGRESS_TIMEOUT_MS,
-                &p.key("header_read_timeout_ms"),
+                "header_read_timeout_ms",
             ),
-            upstream_timeout: self.millis_at_most(
+            upstream_timeout: progress(
                 l.upstream_timeout_ms,
                 DEFAULT_UPSTREAM_TIMEOUT_MS,
-                MAX_PROGRESS_TIMEOUT_MS,
-                &p.key("upstream_timeout_ms"),
+                "upstream_timeout_ms",
             ),
             token_cache_bytes,
-            send_timeout: self.millis_at_most(
+            send_timeout: progress(
                 l.send_timeout_ms,
                 DEFAULT_SEND_TIMEOUT_MS,
-                MAX_PROGRESS_TIMEOUT_MS,
-                &p.key("send_timeout_ms"),
+                "send_timeout_ms",
             ),
-            upstream_body_timeout: self.millis_at_most(
+            upstream_body_timeout: progress(
                 l.upstream_body_timeout_ms,
                 DEFAULT_UPSTREAM_BODY_TIMEOUT_MS,
-                MAX_PROGRESS_TIMEOUT_MS,
-                &p.key("upstream_body_timeout_ms"),
+                "upstream_body_timeout_ms",
             ),
-            http2_idle_timeout: self.millis_at_most(
+            http2_idle_timeout: progress(
                 l.http2_idle_timeout_ms,
                 DEFAULT_HTTP2_IDLE_TIMEOUT_MS,
-                MAX_PROGRESS_TIMEOUT_MS,
-                &p.key("http2_idle_timeout_ms"),
+                "http2_idle_timeout_ms",
             ),
         }
     }

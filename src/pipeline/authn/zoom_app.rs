@@ -246,44 +246,20 @@ mod tests {
     fn tampering_and_bad_layout_fail() {
         let v = vector("zoom_app_context_with_aad");
         let h = &forms(&v)[0];
+        let a = app(SECRET, None, false);
+        let refused = |header: &str| verify(header, &a, NOW) == Err(ContextError::Invalid);
         let mut bytes = decode_b64(h).unwrap();
         let last = bytes.len() - 1;
         bytes[last] ^= 1;
-        assert_eq!(
-            verify(
-                &URL_SAFE_NO_PAD.encode(&bytes),
-                &app(SECRET, None, false),
-                NOW
-            ),
-            Err(ContextError::Invalid)
-        );
+        assert!(refused(&URL_SAFE_NO_PAD.encode(&bytes)), "tag flipped");
         bytes[last] ^= 1;
+        assert!(verify(&URL_SAFE_NO_PAD.encode(&bytes), &a, NOW).is_ok());
         bytes.push(0);
-        assert_eq!(
-            verify(
-                &URL_SAFE_NO_PAD.encode(&bytes),
-                &app(SECRET, None, false),
-                NOW
-            ),
-            Err(ContextError::Invalid)
-        );
+        assert!(refused(&URL_SAFE_NO_PAD.encode(&bytes)), "byte added");
         bytes.truncate(bytes.len() - 2);
-        assert_eq!(
-            verify(
-                &URL_SAFE_NO_PAD.encode(&bytes),
-                &app(SECRET, None, false),
-                NOW
-            ),
-            Err(ContextError::Invalid)
-        );
-        assert_eq!(
-            verify("%%%", &app(SECRET, None, false), NOW),
-            Err(ContextError::Invalid)
-        );
-        assert_eq!(
-            verify("", &app(SECRET, None, false), NOW),
-            Err(ContextError::Invalid)
-        );
+        assert!(refused(&URL_SAFE_NO_PAD.encode(&bytes)), "byte removed");
+        assert!(refused("%%%"), "not base64url");
+        assert!(refused(""), "empty");
     }
 
     #[test]
