@@ -50,7 +50,7 @@ for f in "$ROOT"/benches/peers/conf/upstream-nginx.conf "$ROOT"/benches/load/mee
   sed -e "s#@DIR@/run/#$RUN/#g" -e "s#@DIR@#$DIR#g" -e "s#@ISS@#$ISS#g" -e "s#@AUD@#$AUD#g" "$f" > "$RUN/$(basename "$f" .in)"
 done
 PIDS=()
-trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done; echo "stopped PIDs: ${PIDS[*]}"' EXIT
+trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null || true; done; echo "stopped PIDs: ${PIDS[*]}"' EXIT
 trap 'exit 130' INT TERM
 wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.1; done; return 1; }
 taskset -c "$LOAD_CPU" nginx -c "$RUN/upstream-nginx.conf" -p "$RUN/" -e "$RUN/upstream-error.log" > "$RUN/upstream.out" 2>&1 &

@@ -26,7 +26,7 @@ for f in "$ROOT"/benches/peers/conf/upstream-nginx.conf "$ROOT"/benches/load/mee
   sed -e "s#@DIR@/run/#$RUN/#g" -e "s#@DIR@#$DIR#g" -e "s#@ISS@#$ISS#g" -e "s#@AUD@#$AUD#g" "$f" > "$RUN/$(basename "$f" .in)"
 done
 PIDS=()
-trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done' EXIT
+trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null || true; done' EXIT
 wait_port() { for _ in $(seq 600); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.1; done; return 1; }
 nginx -c "$RUN/upstream-nginx.conf" -p "$RUN/" -e "$RUN/upstream-error.log" > "$RUN/upstream.out" 2>&1 &
 PIDS+=($!); wait_port 18080

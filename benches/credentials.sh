@@ -15,7 +15,9 @@
 # examples/zoom_stand_in.rs. nginx, the stand-in and wrk on LOAD_CPU (0), meetgate on SRV_CPU (1).
 # The grant is made by the real connect flow (connect -> stand-in authorize -> callback) first.
 # Knobs: ROUNDS (3), DUR (8s), CONNS (32), OBF_DUR (15s), OBF_CONNS (4), LATENCY_MS (20),
-# BIN / STAND_IN (use these binaries instead of building: cargo build --release).
+# BIN / STAND_IN (use these binaries instead of building: cargo build --release),
+# PROFILE="route ..." (profile those routes instead of measuring: perf record -e cpu-clock on
+# meetgate during one DUR run each; DIR/cred/perf-ROUTE.txt has the top symbols).
 # Output: DIR/cred/runs.tsv (raw), DIR/cred/summary.txt.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -41,7 +43,7 @@ sed -e "s#@DIR@#$DIR#g" -e "s#@RUN@#$RUN#g" -e "s#@ISS@#$ISS#g" -e "s#@AUD@#$AUD
     -e "s#@GRANT_KEY@#$GRANT_KEY#g" "$ROOT/benches/load/credentials.toml.in" > "$RUN/meetgate.toml"
 
 PIDS=()
-trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done' EXIT
+trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null || true; done' EXIT
 trap 'exit 130' INT TERM
 wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.1; done; return 1; }
 taskset -c "$LOAD_CPU" nginx -c "$RUN/upstream-nginx.conf" -p "$RUN/" -e "$RUN/upstream-error.log" > "$RUN/upstream.out" 2>&1 &
@@ -93,6 +95,19 @@ run() {  # round name connections duration url [body] -> one tsv line
   bad=$(awk '/Non-2xx|Socket errors/ {printf "%s", $0}' "$log")
   printf '%s\t%s\t%s\t%s\t%.1f\t%s\t%s\t%s\n' "$1" "$2" "$3" "$rps" "$(awk -v d="$((s1 - s0))" -v n="$reqs" -v hz="$HZ" 'BEGIN {print d * 1e6 / hz / n}')" "$p50" "$p99" "${bad:--}"
 }
+if [ -n "${PROFILE:-}" ]; then
+  for r in $PROFILE; do
+    c=$CONNS; [ "$r" = sdk-obf ] && c=$OBF_CONNS
+    perf record -q -e cpu-clock -F 4999 -g -p "$MPID" -o "$OUT/perf-$r.data" > /dev/null 2>&1 &
+    PERF=$!; sleep 0.5
+    run 0 "$r" "$c" "$DUR" "$URL${PATHS[$r]}" "${BODY[$r]}"
+    kill -INT "$PERF"; wait "$PERF" || true
+    perf report -q -i "$OUT/perf-$r.data" --no-children --sort symbol --percent-limit 0.7 --stdio -g none \
+      > "$OUT/perf-$r.txt" 2>/dev/null
+    echo "== $r: $OUT/perf-$r.txt"; head -40 "$OUT/perf-$r.txt"
+  done
+  exit 0
+fi
 RES=$OUT/runs.tsv
 printf 'round\troute\tconns\treq_s\tsrv_us\tp50_ms\tp99_ms\terrors\n' | tee "$RES"
 THROUGHPUT=(sdk-signature sdk-zak vonage opentok-t1 opentok-jwt)
