@@ -3,7 +3,8 @@
 //! endpoint for any number of concurrent requests on any replica (the
 //! vault's cluster lock), and Redis down or hung: requests needing the
 //! grant get 503 `grant_store_unavailable` within `timeout_ms`, nothing is
-//! lost, and the grant serves again once Redis is back.
+//! lost, and the grant serves again once Redis is back. A disconnect on one
+//! replica ends the use of the ZAKs the others cached.
 
 mod common;
 
@@ -108,6 +109,37 @@ async fn fifty_requests_on_three_replicas_refresh_once() {
         "{keys:?}"
     );
     assert!(keys.iter().any(|k| k.starts_with("zu:grant:")), "{keys:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disconnect_on_one_replica_ends_cached_zaks_on_the_others() {
+    let redis = Redis::start().await;
+    let r = replicas(&redis).await;
+    r.z.connect(&r.gws[0], "alice").await;
+    let (status, first) = r.z.zak_signature(&r.gws[1], "alice").await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert!(
+        first["zak"].as_str().is_some_and(|s| !s.is_empty()),
+        "{first}"
+    );
+    let fetched = r.z.zoom.zak.load(Ordering::SeqCst);
+    // Cached on replica 1: served again without asking Zoom.
+    let (_, again) = r.z.zak_signature(&r.gws[1], "alice").await;
+    assert_eq!(again["zak"], first["zak"]);
+    assert_eq!(r.z.zoom.zak.load(Ordering::SeqCst), fetched);
+
+    let (status, v) = r.z.disconnect(&r.gws[0], "alice").await;
+    assert_eq!(
+        (status, &v["connected"]),
+        (StatusCode::OK, &Value::Bool(false))
+    );
+    // Replica 1 still holds the ZAK in memory; it must not serve it.
+    let (status, v) = r.z.zak_signature(&r.gws[1], "alice").await;
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (StatusCode::CONFLICT, Some("zoom_user_not_connected")),
+        "{v}"
+    );
 }
 
 /// Requests needing the grant while Redis does not answer: 503

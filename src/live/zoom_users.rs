@@ -245,13 +245,17 @@ impl ZoomUsers {
     pub async fn zak(&self, p: &Principal, ttl: Duration) -> Result<SecretString, ZoomUserFailure> {
         let key = self.key(p)?;
         let cache_key = key.encode();
-        let stored = self.vault.get(&key).await.map_err(ZoomUserFailure::Store)?;
-        let Some(stored) = stored else {
+        let stored = self
+            .vault
+            .stored_zoom_user(&key)
+            .await
+            .map_err(ZoomUserFailure::Store)?;
+        let Some(stored_zoom_user) = stored else {
             self.zaks.invalidate(&cache_key).await;
             return Err(ZoomUserFailure::NotConnected);
         };
         if let Some(hit) = self.zaks.get(&cache_key).await {
-            if hit.zoom_user_id == stored.grant.zoom_user_id
+            if hit.zoom_user_id == stored_zoom_user
                 && hit.expires_at > crate::now_secs() + ZAK_REUSE_MARGIN_SECS
             {
                 return Ok(hit.token.clone());

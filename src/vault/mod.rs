@@ -154,6 +154,17 @@ impl Vault {
         })
     }
 
+    /// The Zoom user of the grant stored under `key`, without opening it:
+    /// for checks that only ask whether the grant is still there (a cached
+    /// ZAK is served while its grant is). The store's plaintext copy of the
+    /// Zoom user id; anything that uses the grant opens it with [`Vault::get`].
+    ///
+    /// # Errors
+    /// The store failed.
+    pub async fn stored_zoom_user(&self, key: &GrantKey) -> Result<Option<String>, VaultError> {
+        Ok(self.store.get(key).await?.map(|r| r.zoom_user_id))
+    }
+
     /// The grant under `key`. One sealed under an older key is re-sealed
     /// under the current key (compare-and-swap; if that write fails the
     /// grant is still returned and re-sealed on a later read).

@@ -62,7 +62,7 @@ impl ZoomFlow {
     /// The gateway configuration (after `[server]`): identity `corp`,
     /// `[grants]` on `store`, `[zoom_user.main]`, credentials `sdk`, `zak`,
     /// `obf`, and the routes `/zoom/connect`, `/zoom/oauth/callback`,
-    /// `/zoom/status`, `/zoom/disconnect`, `/sdk/signature` (respond with
+    /// `/zoom/status`, `/zoom/disconnect`, `/sdk/signature` and `/sdk/start` (respond with
     /// ZAK and OBF), `/join/{meeting}` (inject) and `/webhooks/zoom`.
     pub fn config(&self, store: GrantStore<'_>) -> String {
         let (grants_store, cluster) = match store {
@@ -152,6 +152,13 @@ path = "/sdk/signature"
 methods = ["POST"]
 authenticate = "corp"
 respond = {{ credential = "sdk", zak = "zak", obf = "obf" }}
+
+[[route]]
+name = "start"
+path = "/sdk/start"
+methods = ["POST"]
+authenticate = "corp"
+respond = {{ credential = "sdk", zak = "zak" }}
 
 [[route]]
 name = "join"
@@ -261,6 +268,17 @@ upstream = "http://{echo}"
     pub async fn signature(&self, gw: &TestGateway, sub: &str) -> (StatusCode, Value) {
         let body = json!({ "meetingNumber": MEETING, "role": 0 }).to_string();
         self.call(gw, "POST", "/sdk/signature", sub, &body).await
+    }
+
+    /// A Meeting SDK signature with the user's ZAK only (no OBF).
+    pub async fn zak_signature(&self, gw: &TestGateway, sub: &str) -> (StatusCode, Value) {
+        let body = json!({ "meetingNumber": MEETING, "role": 0 }).to_string();
+        self.call(gw, "POST", "/sdk/start", sub, &body).await
+    }
+
+    /// `/zoom/disconnect` for `sub`.
+    pub async fn disconnect(&self, gw: &TestGateway, sub: &str) -> (StatusCode, Value) {
+        self.call(gw, "POST", "/zoom/disconnect", sub, "").await
     }
 
     /// `/zoom/status` for `sub`.
