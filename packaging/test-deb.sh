@@ -110,9 +110,9 @@ if grep -v 'no \[\[route\]\] is defined' "$work/check.log" | grep -q 'warning'; 
   cat "$work/check.log"; fail "check warned about the installed configuration"
 fi
 # Nobody else reads the key or the configuration.
-if runuser -u nobody -- cat /etc/meetgate/tls/gateway-key.pem >/dev/null 2>&1; then
-  fail "user nobody can read the TLS key"
-fi
+for f in /etc/meetgate/tls/gateway-key.pem /etc/meetgate/meetgate.toml /etc/meetgate/meetgate.env; do
+  if runuser -u nobody -- cat "$f" >/dev/null 2>&1; then fail "user nobody can read $f"; fi
+done
 
 step "systemd-analyze verify and security"
 systemd-analyze verify /usr/lib/systemd/system/meetgate.service >"$work/verify.log" 2>&1 \
