@@ -13,9 +13,16 @@ use clap::{Parser, Subcommand};
     about = "Authentication gateway for apps built on Zoom and Vonage/OpenTok"
 )]
 struct Cli {
-    /// Log format: json (default when stderr is not a terminal) or text.
-    #[arg(long, global = true, env = "MEETGATE_LOG_FORMAT")]
-    log_format: Option<String>,
+    /// Log format (default: json when stderr is not a terminal, else text).
+    /// Anything else is refused, so a typo cannot silently change the format.
+    #[arg(
+        long,
+        global = true,
+        env = "MEETGATE_LOG_FORMAT",
+        value_enum,
+        ignore_case = true
+    )]
+    log_format: Option<meetgate::telemetry::LogFormat>,
     #[command(subcommand)]
     command: Command,
 }
@@ -58,7 +65,7 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    meetgate::telemetry::init_logging(cli.log_format.as_deref());
+    meetgate::telemetry::init_logging(cli.log_format);
     // Purge freed pages on jemalloc's decay schedule even while no thread
     // allocates (an idle gateway would otherwise never purge).
     if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {

@@ -5,12 +5,21 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
-/// Installs the global subscriber. `format` is `json` or `text`; by default
-/// JSON when stderr is not a terminal.
-pub fn init_logging(format: Option<&str>) {
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line (fields flattened).
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+/// Installs the global subscriber: `format`, by default JSON when stderr
+/// is not a terminal.
+pub fn init_logging(format: Option<LogFormat>) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let json = match format {
-        Some(f) => f.eq_ignore_ascii_case("json"),
+        Some(f) => f == LogFormat::Json,
         None => !std::io::stderr().is_terminal(),
     };
     let builder = tracing_subscriber::fmt()
