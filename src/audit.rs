@@ -23,7 +23,14 @@ pub struct AuditRecord<'a> {
     pub request_id: &'a str,
     pub route: Option<&'a str>,
     pub method: &'a str,
+    /// The host routed by (lower-case, no port); absent when the request
+    /// was refused before routing.
+    pub host: Option<&'a str>,
     pub path: &'a str,
+    /// `HTTP/1.1` or `HTTP/2`.
+    pub protocol: &'static str,
+    /// Cut to 256 characters, non-printable bytes replaced by `?`.
+    pub user_agent: Option<String>,
     pub client_ip: String,
     pub identity: Option<&'a str>,
     pub subject: Option<&'a str>,
@@ -167,7 +174,10 @@ mod tests {
             request_id: id,
             route: Some("r"),
             method: "GET",
+            host: Some("gw.example"),
             path: "/x",
+            protocol: "HTTP/1.1",
+            user_agent: None,
             client_ip: "127.0.0.1".into(),
             identity: None,
             subject: None,

@@ -513,12 +513,14 @@ async fn one_audit_line_per_decision_with_its_fields() {
             key.sign(&issuer.claims(sub, json!({ "groups": groups, "org_id": "acme" })))
         )
     };
+    let long_agent = format!("probe/1.0 ({})", "x".repeat(300));
     let (s, _, _) = get(
         &c,
         &gw.url("/api/orgs/acme/meetings?secret=query"),
         &[
             ("authorization", &t("alice", &["meeting-creators"])),
             ("x-request-id", "req-allow"),
+            ("user-agent", &long_agent),
         ],
     )
     .await;
@@ -541,7 +543,7 @@ async fn one_audit_line_per_decision_with_its_fields() {
     .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     let (s, _, _) = send(
-        &c,
+        &gw.h2(),
         "POST",
         &gw.url("/api/sdk-signature"),
         &[
@@ -585,6 +587,15 @@ async fn one_audit_line_per_decision_with_its_fields() {
     );
     assert_eq!(a["roles"], json!(["meeting-creators"]));
     assert_eq!(a["client_ip"], "127.0.0.1");
+    assert_eq!(
+        (a["host"].as_str(), a["protocol"].as_str()),
+        (Some("localhost"), Some("HTTP/1.1"))
+    );
+    assert_eq!(
+        a["user_agent"].as_str(),
+        Some(&long_agent[..256]),
+        "the user agent, cut to 256 characters"
+    );
     assert!(a["upstream_ms"].is_u64() && a["total_ms"].is_u64());
     assert!(time::OffsetDateTime::parse(
         a["ts"].as_str().unwrap(),
@@ -611,7 +622,9 @@ async fn one_audit_line_per_decision_with_its_fields() {
         ),
         (Some("deny"), Some("missing_token"), Some(401))
     );
+    assert!(m["user_agent"].is_null(), "{m}");
     let mint = by_id("req-mint");
+    assert_eq!(mint["protocol"], "HTTP/2");
     assert_eq!(
         (mint["credential"].as_str(), mint["granted_role"].as_u64()),
         (Some("zoom_sdk"), Some(1))

@@ -99,13 +99,7 @@ pub async fn handle(
         req.headers(),
     );
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), client = %client.ip);
-    let mut log = RequestLog::new(
-        id,
-        req.method().clone(),
-        req.uri().path().to_owned(),
-        conn,
-        client,
-    );
+    let mut log = RequestLog::new(id, &req, conn, client);
     let origin = cors::request_origin(req.headers());
     let result = run(state, &live, req, &mut log)
         .instrument(span.clone())
@@ -241,6 +235,7 @@ fn route<'a>(
     let host = authority
         .as_deref()
         .map(|a| crate::net::strip_port(a).to_ascii_lowercase());
+    log.host.clone_from(&host);
     if let Some(requested) = cors::preflight_method(req) {
         if let Some((route, policy, takes_method)) =
             cors::preflight_route(&live.routes, host.as_deref(), &requested, &path)

@@ -30,21 +30,53 @@ pub struct RequestLog {
     pub outcome: Option<(&'static str, &'static str)>,
     /// A CORS preflight the gateway answered (its headers are complete).
     pub preflight: bool,
+    /// The host the request was routed by (lower-case, no port), once known.
+    pub host: Option<String>,
+    pub version: http::Version,
+    /// The client's `User-Agent` (a cheap clone of the header value).
+    pub user_agent: Option<http::HeaderValue>,
+}
+
+/// The longest `User-Agent` an audit line keeps, in characters.
+pub const AUDIT_USER_AGENT_CHARS: usize = 256;
+
+/// `HTTP/1.1`, `HTTP/2`…
+fn protocol(v: http::Version) -> &'static str {
+    match v {
+        http::Version::HTTP_09 => "HTTP/0.9",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_2 => "HTTP/2",
+        http::Version::HTTP_3 => "HTTP/3",
+        _ => "HTTP/1.1",
+    }
+}
+
+/// The user agent as an audit line keeps it: visible ASCII and spaces as
+/// sent (anything else replaced), cut to [`AUDIT_USER_AGENT_CHARS`].
+fn user_agent(v: &http::HeaderValue) -> String {
+    v.as_bytes()
+        .iter()
+        .take(AUDIT_USER_AGENT_CHARS)
+        .map(|&b| {
+            if (0x20..0x7f).contains(&b) {
+                b as char
+            } else {
+                '?'
+            }
+        })
+        .collect()
 }
 
 impl RequestLog {
     /// The log of a request that just arrived.
-    pub fn new(
-        id: String,
-        method: http::Method,
-        path: String,
-        conn: ConnInfo,
-        client: ClientAddr,
-    ) -> Self {
+    pub fn new<B>(id: String, req: &http::Request<B>, conn: ConnInfo, client: ClientAddr) -> Self {
         RequestLog {
             id,
-            method,
-            path,
+            method: req.method().clone(),
+            path: req.uri().path().to_owned(),
+            version: req.version(),
+            user_agent: req.headers().get(http::header::USER_AGENT).cloned(),
+            host: None,
             conn,
             client,
             started: Instant::now(),
@@ -97,7 +129,10 @@ impl RequestLog {
             request_id: &self.id,
             route,
             method: self.method.as_str(),
+            host: self.host.as_deref(),
             path: &self.path,
+            protocol: protocol(self.version),
+            user_agent: self.user_agent.as_ref().map(user_agent),
             client_ip: self.client.ip.to_string(),
             identity: p.map(|p| p.identity.as_str()),
             subject: p.and_then(|p| p.subject.as_deref()),
