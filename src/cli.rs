@@ -1,9 +1,9 @@
 //! What each subcommand does, kept out of `main.rs`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::config::{self, BuildMode};
+use crate::config::{self, BuildMode, ConfigError};
 
 /// `meetgate run`: serve until SIGTERM/SIGINT.
 pub async fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
@@ -22,33 +22,121 @@ pub async fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `meetgate check`: validate only.
-pub fn check(config_path: &Path) -> anyhow::Result<ExitCode> {
+/// How `check` reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum CheckFormat {
+    /// `file:LINE: error: ...` lines: errors on stderr, warnings on stdout.
+    Text,
+    /// One JSON document on stdout (nothing on stderr).
+    Json,
+}
+
+/// `meetgate check`'s options.
+#[derive(clap::Args, Debug)]
+pub struct CheckArgs {
+    #[arg(long, short, default_value = "config/meetgate.toml")]
+    pub config: PathBuf,
+    /// `text`, or `json`: one document with `ok`, `errors` and `warnings`
+    /// (each with file, line, column, key, route, code and message).
+    #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+    pub format: CheckFormat,
+    /// Warnings fail the check too (exit 1).
+    #[arg(long)]
+    pub strict: bool,
+}
+
+/// `meetgate check`: validate only. Exit 0 when the file would be
+/// accepted (with warnings, unless `--strict`), 1 when it would be refused
+/// (by `run` and by a reload, which keeps the running configuration).
+pub fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let env = crate::secret::process_env;
-    match config::load_file(config_path, BuildMode::Check, &env) {
-        Ok(snap) => {
-            for w in &snap.warnings {
-                match w.line {
-                    Some(l) => println!("{}:{l}: warning: {w}", config_path.display()),
-                    None => println!("{}: warning: {w}", config_path.display()),
-                }
-            }
-            println!(
-                "{}: OK ({} routes, {} identities, {} zoom apps, {} credentials, {} webhooks)",
-                config_path.display(),
-                snap.routes.len(),
-                snap.identities.len(),
-                snap.zoom_apps.len(),
-                snap.credentials.len(),
-                snap.webhooks.len()
-            );
-            Ok(ExitCode::SUCCESS)
+    let path = &args.config;
+    let (snapshot, errors, warnings) = match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let o = config::build_all(&text, path, BuildMode::Check, &env);
+            (o.snapshot, o.errors, o.warnings)
         }
         Err(e) => {
-            eprintln!("{}", e.report());
-            Ok(ExitCode::FAILURE)
+            let read = ConfigError {
+                line: None,
+                column: None,
+                key: String::new(),
+                route: None,
+                code: "unreadable_file",
+                message: format!("cannot read {}: {e}", path.display()),
+            };
+            (None, vec![read], Vec::new())
+        }
+    };
+    let ok = errors.is_empty() && (warnings.is_empty() || !args.strict);
+    match args.format {
+        CheckFormat::Json => {
+            let problems = |list: &[ConfigError]| -> Vec<serde_json::Value> {
+                list.iter()
+                    .map(|p| {
+                        serde_json::json!({
+                            "file": path.display().to_string(),
+                            "line": p.line,
+                            "column": p.column,
+                            "key": p.key,
+                            "route": p.route,
+                            "code": p.code,
+                            "message": p.message,
+                        })
+                    })
+                    .collect()
+            };
+            let doc = serde_json::json!({
+                "file": path.display().to_string(),
+                "ok": ok,
+                "strict": args.strict,
+                "errors": problems(&errors),
+                "warnings": problems(&warnings),
+                "summary": snapshot.as_ref().map(|s| serde_json::json!({
+                    "routes": s.routes.len(),
+                    "identities": s.identities.len(),
+                    "zoom_apps": s.zoom_apps.len(),
+                    "credentials": s.credentials.len(),
+                    "webhooks": s.webhooks.len(),
+                })),
+            });
+            println!("{doc:#}");
+        }
+        CheckFormat::Text => {
+            let at = |p: &ConfigError| match p.line {
+                Some(l) => format!("{}:{l}", path.display()),
+                None => path.display().to_string(),
+            };
+            for w in &warnings {
+                println!("{}: warning: {w}", at(w));
+            }
+            for e in &errors {
+                eprintln!("{}: error: {e}", at(e));
+            }
+            if let Some(snap) = snapshot.as_ref().filter(|_| ok) {
+                println!(
+                    "{}: OK ({} routes, {} identities, {} zoom apps, {} credentials, {} webhooks)",
+                    path.display(),
+                    snap.routes.len(),
+                    snap.identities.len(),
+                    snap.zoom_apps.len(),
+                    snap.credentials.len(),
+                    snap.webhooks.len()
+                );
+            } else if errors.is_empty() {
+                eprintln!(
+                    "{}: refused by --strict: {} warning(s)",
+                    path.display(),
+                    warnings.len()
+                );
+            }
         }
     }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// `meetgate demo`.

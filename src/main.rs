@@ -34,11 +34,9 @@ enum Command {
         #[arg(long, short, default_value = "config/meetgate.toml")]
         config: PathBuf,
     },
-    /// Validate a configuration file: exit 0, or 1 listing every problem.
-    Check {
-        #[arg(long, short, default_value = "config/meetgate.toml")]
-        config: PathBuf,
-    },
+    /// Validate a configuration file: exit 0 (warnings allowed unless
+    /// --strict), or 1 listing every problem.
+    Check(meetgate::cli::CheckArgs),
     /// Run a self-contained demo: dev certificates, an echo upstream, curl lines.
     Demo {
         #[arg(long, default_value = "127.0.0.1:8443")]
@@ -94,7 +92,7 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Run { config } => rt.block_on(meetgate::cli::run(&config)),
-        Command::Check { config } => meetgate::cli::check(&config),
+        Command::Check(args) => meetgate::cli::check(&args),
         Command::Demo {
             listen,
             admin_listen,

@@ -34,6 +34,34 @@ pub fn is_hop_by_hop(name: &http::HeaderName) -> bool {
     ) || name.as_str().starts_with("proxy-")
 }
 
+/// Identity and forwarding headers only the gateway may set. Underscore
+/// look-alikes (`X_Auth_Subject`) count too: some frameworks fold `_` and `-`
+/// into the same variable.
+pub fn is_reserved(name: &http::HeaderName) -> bool {
+    let n = name.as_str();
+    let has_underscore = n.contains('_');
+    let folded;
+    let n = if has_underscore {
+        folded = n.replace('_', "-");
+        folded.as_str()
+    } else {
+        n
+    };
+    n.starts_with("x-auth-")
+        || n.starts_with("x-zoom-")
+        || n.starts_with("x-webhook-")
+        || n.starts_with("x-forwarded-")
+        || n == "forwarded"
+        || n == "x-real-ip"
+        // Method overrides: routes authorize by the request method, so an
+        // app must not act on another one named in a header.
+        || n == "x-http-method-override"
+        || n == "x-method-override"
+        || n == "x-http-method"
+        // Underscore spellings of headers we do forward are dropped too.
+        || (has_underscore && (n == "authorization" || n == "host" || n == "x-request-id"))
+}
+
 /// Methods no route ever forwards: TRACE would reflect the injected
 /// credentials back to the caller (RFC 9110 section 9.3.8), CONNECT would
 /// turn the gateway into a tunnel. `check` refuses them in `methods`; a

@@ -106,6 +106,37 @@ pub fn resolve(value: &str, base: &Path, env: EnvLookup<'_>) -> Result<String, R
     Ok(value.to_owned())
 }
 
+/// A value that looks like a `${NAME}` reference written wrong and would
+/// be used as written: `$NAME` without braces (an upper-case name, as
+/// environment variables are spelled), or `${NAME}` inside a longer value
+/// (nothing is interpolated). Says which forms are read; quotes the
+/// variable's name, never the value.
+pub fn reference_mistake(value: &str) -> Option<String> {
+    const FORMS: &str = "only a value that is exactly \"${NAME}\" is read from the environment \
+                         variable NAME (and \"file:PATH\" from a file); nothing is substituted \
+                         inside a longer value";
+    let shell_style = value.strip_prefix('$').filter(|n| {
+        n.starts_with(|c: char| c.is_ascii_uppercase() || c == '_')
+            && n.chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+    });
+    if let Some(name) = shell_style {
+        return Some(format!(
+            "`${name}` would be used as written, not read from the environment: write \"${{{name}}}\"; {FORMS}"
+        ));
+    }
+    if value.starts_with("${") && value.ends_with('}') {
+        return None; // A whole reference: `resolve` judges its name.
+    }
+    let inner = &value[value.find("${")? + 2..];
+    let name = inner.split('}').next().unwrap_or_default();
+    is_var_name(name).then(|| {
+        format!(
+            "holds `${{{name}}}` inside a longer value, which would be used as written; {FORMS}"
+        )
+    })
+}
+
 fn is_var_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
@@ -179,6 +210,29 @@ mod tests {
     fn partial_references_are_literal() {
         assert_eq!(resolve("a${SET}", Path::new("."), &env).unwrap(), "a${SET}");
         assert!(resolve("${1X}", Path::new("."), &env).is_err());
+    }
+
+    #[test]
+    fn references_written_wrong_are_named_without_the_value() {
+        for (v, says) in [
+            ("$ZOOM_SECRET", "write \"${ZOOM_SECRET}\""),
+            ("${ZOOM_SECRET}-x", "`${ZOOM_SECRET}` inside a longer value"),
+            ("prefix-${TOKEN}", "`${TOKEN}` inside a longer value"),
+            ("${UNCLOSED", "`${UNCLOSED}` inside a longer value"),
+        ] {
+            let m = reference_mistake(v).unwrap_or_else(|| panic!("{v} passed"));
+            assert!(m.contains(says), "{v}: {m}");
+        }
+        for v in [
+            "${ZOOM_SECRET}",
+            "file:secret",
+            "$ecretPassw0rd",
+            "plain",
+            "a$b",
+            "${1X}",
+        ] {
+            assert_eq!(reference_mistake(v), None, "{v}");
+        }
     }
 
     #[test]

@@ -47,7 +47,7 @@ name = "claims"
 path = "/claims"
 upstream = "http://{up}"
 authenticate = "corp"
-claims_to_headers = {{ "X-Auth-Email" = "email", "X-Auth-Teams" = "teams" }}
+claims_to_headers = {{ "X-User-Email" = "email", "X-User-Teams" = "teams" }}
 authorize = {{ scopes_all = ["meetings:read"], claims_equal = {{ "email_verified" = true }} }}
 
 [[route]]
@@ -537,8 +537,8 @@ async fn claims_to_headers_and_scope_rules() {
     ));
     let (s, _, v) = call(&env, "/claims", Some(&t)).await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    assert_eq!(v["headers"]["x-auth-email"], "a@example.com");
-    assert_eq!(v["headers"]["x-auth-teams"], "red,blue");
+    assert_eq!(v["headers"]["x-user-email"], "a@example.com");
+    assert_eq!(v["headers"]["x-user-teams"], "red,blue");
     let no_scope = env.rsa.sign(
         &env.issuer
             .claims("a", json!({ "scope": "x", "email_verified": true })),

@@ -16,7 +16,7 @@ use http::{Method, Uri};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::raw::*;
-use super::source::{KeyPath, SourceMap};
+use super::source::{KeyPath, Seg, SourceMap};
 use super::*;
 use crate::net::is_loopback_host;
 use crate::secret::{resolve, EnvLookup};
@@ -24,6 +24,7 @@ use crate::tls;
 
 mod cors;
 mod credential;
+mod lints;
 mod route;
 mod route_credentials;
 mod sections;
@@ -43,6 +44,14 @@ pub enum BuildMode {
     Check,
 }
 
+/// Everything a build found: the snapshot (only when there is no error),
+/// every error and every warning.
+pub struct Outcome {
+    pub snapshot: Option<Snapshot>,
+    pub errors: Vec<ConfigError>,
+    pub warnings: Vec<ConfigError>,
+}
+
 /// Why a file could not be turned into a snapshot.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -56,6 +65,8 @@ pub enum LoadError {
     Invalid {
         path: PathBuf,
         errors: Vec<ConfigError>,
+        /// What would have been warned about had the file been accepted.
+        warnings: Vec<ConfigError>,
     },
 }
 
@@ -64,7 +75,7 @@ impl LoadError {
     pub fn report(&self) -> String {
         match self {
             LoadError::Read { .. } => self.to_string(),
-            LoadError::Invalid { path, errors } => errors
+            LoadError::Invalid { path, errors, .. } => errors
                 .iter()
                 .map(|e| match e.line {
                     Some(l) => format!("{}:{l}: error: {e}", path.display()),
@@ -82,9 +93,15 @@ pub fn load_file(path: &Path, mode: BuildMode, env: EnvLookup<'_>) -> Result<Sna
         path: path.to_owned(),
         source,
     })?;
-    build(&text, path, mode, env).map_err(|errors| LoadError::Invalid {
+    let Outcome {
+        snapshot,
+        errors,
+        warnings,
+    } = build_all(&text, path, mode, env);
+    snapshot.ok_or_else(|| LoadError::Invalid {
         path: path.to_owned(),
         errors,
+        warnings,
     })
 }
 
@@ -96,16 +113,28 @@ pub fn build(
     mode: BuildMode,
     env: EnvLookup<'_>,
 ) -> Result<Snapshot, Vec<ConfigError>> {
+    let outcome = build_all(text, path, mode, env);
+    outcome.snapshot.ok_or(outcome.errors)
+}
+
+/// [`build`], reporting the warnings of a refused file too (what `check`
+/// prints).
+pub fn build_all(text: &str, path: &Path, mode: BuildMode, env: EnvLookup<'_>) -> Outcome {
     let map = SourceMap::new(text);
+    let refused = |e: ConfigError| Outcome {
+        snapshot: None,
+        errors: vec![e],
+        warnings: Vec::new(),
+    };
     let de = match toml::de::Deserializer::parse(text) {
         Ok(de) => de,
-        Err(e) => return Err(vec![toml_error(&map, &e)]),
+        Err(e) => return refused(toml_error(&map, &e, "syntax")),
     };
     let mut unknown = Vec::new();
     let raw: RawConfig =
         match serde_ignored::deserialize(de, |p| unknown.push(KeyPath::from_ignored(&p))) {
             Ok(raw) => raw,
-            Err(e) => return Err(vec![toml_error(&map, &e)]),
+            Err(e) => return refused(toml_error(&map, &e, "invalid_type")),
         };
     let mut b = Builder {
         map: &map,
@@ -117,45 +146,55 @@ pub fn build(
         zoom_users: BTreeMap::new(),
         declared_zoom_users: BTreeSet::new(),
         files: BTreeSet::from([path.to_owned()]),
+        route_names: raw.route.iter().map(|r| r.name.clone()).collect(),
     };
     for p in unknown {
         let name = p.to_string();
-        b.err(
+        let hint = match super::known_keys::suggestion(&p) {
+            Some(s) => format!("; {s}"),
+            None => String::new(),
+        };
+        b.err_as(
+            "unknown_key",
             &p,
-            format!("unknown key `{name}` (a typo must not silently disable a check)"),
+            format!("unknown key `{name}` (a typo must not silently disable a check){hint}"),
         );
     }
     let snapshot = b.snapshot(raw);
     let Builder {
         mut errors,
-        warnings,
+        mut warnings,
         files,
         ..
     } = b;
-    match snapshot {
-        Some(mut s) if errors.is_empty() => {
-            s.warnings = warnings;
-            s.files = files.into_iter().collect();
-            Ok(s)
-        }
-        _ => {
-            errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
-            Err(errors)
-        }
+    errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
+    warnings.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
+    let snapshot = snapshot.filter(|_| errors.is_empty()).map(|mut s| {
+        s.warnings = warnings.clone();
+        s.files = files.into_iter().collect();
+        s
+    });
+    Outcome {
+        snapshot,
+        errors,
+        warnings,
     }
 }
 
-fn toml_error(map: &SourceMap<'_>, e: &toml::de::Error) -> ConfigError {
-    let (line, key) = match e.span() {
+fn toml_error(map: &SourceMap<'_>, e: &toml::de::Error, code: &'static str) -> ConfigError {
+    let (position, key) = match e.span() {
         Some(span) => (
-            Some(map.line_of(span.start)),
+            Some(map.position_of(span.start)),
             map.path_at(span.start).to_string(),
         ),
         None => (None, String::new()),
     };
     ConfigError {
-        line,
+        line: position.map(|(line, _)| line),
+        column: position.map(|(_, column)| column),
         key,
+        route: None,
+        code,
         message: e.message().trim().to_owned(),
     }
 }
@@ -173,6 +212,8 @@ struct Builder<'a, 'i> {
     /// Every file the configuration reads (itself, `file:` references,
     /// certificates, CA bundles): what the reload watcher watches.
     files: BTreeSet<PathBuf>,
+    /// Each `[[route]]`'s `name`, so problems name the route, not its index.
+    route_names: Vec<Option<String>>,
 }
 
 const DEFAULT_MAX_HEADER_BYTES: u64 = 16 * 1024;
@@ -201,26 +242,44 @@ const ASYMMETRIC_ALGORITHMS: &[&str] = &[
 ];
 
 impl Builder<'_, '_> {
-    fn err(&mut self, path: &KeyPath, message: impl Into<String>) {
-        self.errors.push(ConfigError {
-            line: self.map.line(path),
+    fn problem(&self, code: &'static str, path: &KeyPath, message: String) -> ConfigError {
+        let position = self.map.position(path);
+        let route = match path.0.as_slice() {
+            [Seg::Key(k), Seg::Index(i), ..] if k == "route" => {
+                self.route_names.get(*i).cloned().flatten()
+            }
+            _ => None,
+        };
+        ConfigError {
+            line: position.map(|(line, _)| line),
+            column: position.map(|(_, column)| column),
             key: path.to_string(),
-            message: message.into(),
-        });
+            route,
+            code,
+            message,
+        }
     }
 
-    fn warn(&mut self, path: &KeyPath, message: impl Into<String>) {
-        self.warnings.push(ConfigError {
-            line: self.map.line(path),
-            key: path.to_string(),
-            message: message.into(),
-        });
+    /// An error without a more specific code: a value that is not valid.
+    fn err(&mut self, path: &KeyPath, message: impl Into<String>) {
+        self.err_as("invalid_value", path, message);
+    }
+
+    /// An error with its stable code.
+    fn err_as(&mut self, code: &'static str, path: &KeyPath, message: impl Into<String>) {
+        let e = self.problem(code, path, message.into());
+        self.errors.push(e);
+    }
+
+    fn warn(&mut self, code: &'static str, path: &KeyPath, message: impl Into<String>) {
+        let w = self.problem(code, path, message.into());
+        self.warnings.push(w);
     }
 
     /// A required value: records "missing" when absent.
     fn required<'v, T>(&mut self, v: &'v Option<T>, path: &KeyPath) -> Option<&'v T> {
         if v.is_none() {
-            self.err(path, "is required");
+            self.err_as("missing_key", path, "is required");
         }
         v.as_ref()
     }
@@ -239,32 +298,38 @@ impl Builder<'_, '_> {
         self.files.insert(path.to_owned());
     }
 
-    /// Resolves `${VAR}` / `file:` in a plain string value.
-    fn string(&mut self, v: &str, path: &KeyPath) -> Option<String> {
+    /// Resolves `${VAR}` / `file:` in a value; a value that looks like a
+    /// reference written wrong (`$VAR`, `${VAR}-x`) is refused rather than
+    /// used as written.
+    fn resolved(&mut self, v: &str, path: &KeyPath) -> Option<String> {
         self.note_reference(v);
+        if let Some(mistake) = crate::secret::reference_mistake(v) {
+            self.err_as("reference_syntax", path, mistake);
+            return None;
+        }
         match resolve(v, self.base(), self.env) {
             Ok(s) => Some(s),
             Err(e) => {
-                self.err(path, e.to_string());
+                self.err_as("unresolved_reference", path, e.to_string());
                 None
             }
         }
     }
 
+    /// Resolves `${VAR}` / `file:` in a plain string value.
+    fn string(&mut self, v: &str, path: &KeyPath) -> Option<String> {
+        self.resolved(v, path)
+    }
+
     /// Resolves a secret; empty secrets are refused (an empty HMAC key would
     /// accept anything signed with it).
     fn secret(&mut self, v: &SecretString, path: &KeyPath) -> Option<SecretString> {
-        self.note_reference(v.expose_secret());
-        match resolve(v.expose_secret(), self.base(), self.env) {
-            Ok(s) if s.is_empty() => {
+        match self.resolved(v.expose_secret(), path)? {
+            s if s.is_empty() => {
                 self.err(path, "must not be empty");
                 None
             }
-            Ok(s) => Some(SecretString::from(s)),
-            Err(e) => {
-                self.err(path, e.to_string());
-                None
-            }
+            s => Some(SecretString::from(s)),
         }
     }
 
@@ -398,7 +463,7 @@ impl Builder<'_, '_> {
         };
         let mut trust = TrustCache::new(roots);
         let mut names = BTreeSet::new();
-        let mut routes = Vec::new();
+        let mut built = Vec::new();
         for (i, r) in raw.route.iter().enumerate() {
             let p = root.key("route").index(i);
             if let Some(route) = self.route(r, &p, &refs, &mut trust) {
@@ -408,11 +473,14 @@ impl Builder<'_, '_> {
                         format!("route name \"{}\" is used twice", route.name),
                     );
                 }
-                routes.push(Arc::new(route));
+                built.push((i, Arc::new(route)));
             }
         }
+        self.route_lints(&built);
+        let routes: Vec<Arc<Route>> = built.into_iter().map(|(_, r)| r).collect();
         if raw.route.is_empty() {
             self.warn(
+                "no_routes",
                 &root,
                 "no [[route]] is defined: every request will be answered 404",
             );

@@ -10,6 +10,7 @@
 
 pub mod build;
 pub mod cors;
+mod known_keys;
 pub mod pattern;
 pub mod raw;
 mod redis_url;
@@ -27,20 +28,29 @@ use http::header::HeaderName;
 use http::Method;
 use secrecy::SecretString;
 
-pub use build::{build, load_file, BuildMode, LoadError};
+pub use build::{build, build_all, load_file, BuildMode, LoadError, Outcome};
 pub use cors::{CorsPolicy, OriginRule, RouteCors};
 pub use redis_url::{redis_target, RedisTarget};
 pub use zoom_user::{GrantSettings, ZoomUserAppSettings, ZoomUserOp, ZoomUserRoute};
 
 pub use pattern::PathPattern;
 
-/// One problem found in a configuration file.
+/// One problem found in a configuration file: an error (the file is
+/// refused) or a warning (it is used; `check` and every start and reload
+/// say why it may not do what was meant).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
     /// 1-based line, when the problem can be tied to one.
     pub line: Option<usize>,
+    /// 1-based column (in characters) of the key, when known.
+    pub column: Option<usize>,
     /// The key the problem is about, e.g. `route[2].authenticate`.
     pub key: String,
+    /// The `name` of the route the key belongs to, when it is a route's.
+    pub route: Option<String>,
+    /// A stable reason code (`unknown_key`, `route_shadowed`, ...; the
+    /// README lists them): what `check --format json` reports for tools.
+    pub code: &'static str,
     /// What is wrong. Never contains a secret value.
     pub message: String,
 }
@@ -48,10 +58,14 @@ pub struct ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (self.line, self.key.is_empty()) {
-            (Some(line), false) => write!(f, "line {line}: key `{}`: {}", self.key, self.message),
-            (Some(line), true) => write!(f, "line {line}: {}", self.message),
-            (None, false) => write!(f, "key `{}`: {}", self.key, self.message),
-            (None, true) => f.write_str(&self.message),
+            (Some(line), false) => write!(f, "line {line}: key `{}`: {}", self.key, self.message)?,
+            (Some(line), true) => write!(f, "line {line}: {}", self.message)?,
+            (None, false) => write!(f, "key `{}`: {}", self.key, self.message)?,
+            (None, true) => f.write_str(&self.message)?,
+        }
+        match &self.route {
+            Some(name) => write!(f, " (route \"{name}\")"),
+            None => Ok(()),
         }
     }
 }

@@ -112,9 +112,26 @@ impl<'i> SourceMap<'i> {
             + 1
     }
 
+    /// The 1-based line and column (in characters) of a byte offset.
+    pub fn position_of(&self, offset: usize) -> (usize, usize) {
+        let end = offset.min(self.text.len());
+        let before = &self.text.as_bytes()[..end];
+        let start = before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        let column = self.text[start..end].chars().count() + 1;
+        (self.line_of(offset), column)
+    }
+
     /// The line where the deepest existing prefix of `path` is written: the
     /// key itself when it exists, else its nearest written parent.
     pub fn line(&self, path: &KeyPath) -> Option<usize> {
+        self.position(path).map(|(line, _)| line)
+    }
+
+    /// [`SourceMap::line`] with the column where that key starts.
+    pub fn position(&self, path: &KeyPath) -> Option<(usize, usize)> {
         let root = self.root.as_ref()?;
         let mut best: Option<usize> = None;
         let mut table: Option<&DeTable<'_>> = Some(root.get_ref());
@@ -144,7 +161,7 @@ impl<'i> SourceMap<'i> {
                 }
             }
         }
-        best.map(|o| self.line_of(o))
+        best.map(|o| self.position_of(o))
     }
 
     /// The path of the deepest key whose key or value contains `offset`
@@ -219,6 +236,16 @@ mod tests {
             .key("credential");
         assert_eq!(m.line(&cred), Some(9));
         assert_eq!(cred.to_string(), "route[1].inject[0].credential");
+    }
+
+    #[test]
+    fn columns_count_characters_from_the_line_start() {
+        let m = SourceMap::new("[server]\n  listen = \"x\"\n[t]\n\"é\" = 1\nk = 2\n");
+        assert_eq!(
+            m.position(&KeyPath::root().key("server").key("listen")),
+            Some((2, 3))
+        );
+        assert_eq!(m.position_of(m.text.find("= 1").unwrap()), (4, 5));
     }
 
     #[test]

@@ -48,34 +48,7 @@ pub fn new_client(roots: rustls::RootCertStore) -> UpstreamClient {
 }
 
 pub use crate::net::is_hop_by_hop;
-
-/// Identity and forwarding headers only the gateway may set. Underscore
-/// look-alikes (`X_Auth_Subject`) count too: some frameworks fold `_` and `-`
-/// into the same variable.
-fn is_reserved(name: &HeaderName) -> bool {
-    let n = name.as_str();
-    let has_underscore = n.contains('_');
-    let folded;
-    let n = if has_underscore {
-        folded = n.replace('_', "-");
-        folded.as_str()
-    } else {
-        n
-    };
-    n.starts_with("x-auth-")
-        || n.starts_with("x-zoom-")
-        || n.starts_with("x-webhook-")
-        || n.starts_with("x-forwarded-")
-        || n == "forwarded"
-        || n == "x-real-ip"
-        // Method overrides: routes authorize by the request method, so an
-        // app must not act on another one named in a header.
-        || n == "x-http-method-override"
-        || n == "x-method-override"
-        || n == "x-http-method"
-        // Underscore spellings of headers we do forward are dropped too.
-        || (has_underscore && (n == "authorization" || n == "host" || n == "x-request-id"))
-}
+use crate::net::is_reserved;
 
 /// Removes the headers named in `Connection`, every hop-by-hop header, and
 /// anything [`is_reserved`].

@@ -151,6 +151,7 @@ impl Builder<'_, '_> {
         if let Some((header, what)) = needed {
             if !policy.headers.iter().any(|h| h.as_str() == header) {
                 self.warn(
+                    "cors_header_missing",
                     p,
                     format!("cors \"{name}\" does not allow the `{header}` request header: a browser page on another origin cannot send this route's {what} (add it to `headers`)"),
                 );

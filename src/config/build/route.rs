@@ -20,7 +20,11 @@ impl Builder<'_, '_> {
                 .and_then(|v| match PathPattern::parse(v) {
                     Ok(pat) => Some(pat),
                     Err(e) => {
-                        self.err(&p.key("path"), e);
+                        let code = match crate::config::pattern::foreign_syntax(v) {
+                            Some(_) => "unsupported_path_syntax",
+                            None => "invalid_value",
+                        };
+                        self.err_as(code, &p.key("path"), e);
                         None
                     }
                 });
@@ -29,6 +33,10 @@ impl Builder<'_, '_> {
             let h = h.trim().to_ascii_lowercase();
             if h.is_empty() || h.contains('/') || h.contains(' ') {
                 self.err(&p.key("host"), format!("`{h}` is not a host name"));
+                return None;
+            }
+            if let Some(why) = host_syntax(&h) {
+                self.err_as("unsupported_host_syntax", &p.key("host"), why);
                 return None;
             }
             Some(crate::net::strip_port(&h).to_owned())
@@ -152,7 +160,17 @@ impl Builder<'_, '_> {
                 }
                 m.iter()
                     .filter_map(|(h, claim)| match HeaderName::from_bytes(h.as_bytes()) {
-                        Ok(name) => Some((name, claim.clone())),
+                        Ok(name) => match claim_header_refused(&name) {
+                            Some(why) => {
+                                self.err_as(
+                                    "reserved_header",
+                                    &cp.key(h),
+                                    format!("`{h}` cannot be written from a claim: {why}; name a header of your own (such as `X-User-Email`)"),
+                                );
+                                None
+                            }
+                            None => Some((name, claim.clone())),
+                        },
                         Err(_) => {
                             self.err(&cp.key(h), format!("`{h}` is not a valid header name"));
                             None
@@ -390,6 +408,50 @@ impl Builder<'_, '_> {
             }
             None
         }
+    }
+}
+
+/// What is wrong with a `host` written in another syntax: a wildcard or a
+/// regular expression (a host matches one name exactly).
+fn host_syntax(h: &str) -> Option<String> {
+    let what = if h.contains('*') {
+        "wildcard hosts are not supported"
+    } else if h.contains(['^', '$', '(', ')', '\\', '|', '?', '+', '{', '}']) {
+        "looks like a regular expression, which is not supported"
+    } else {
+        return None;
+    };
+    Some(format!(
+        "`{h}`: {what}: `host` matches one name exactly (case-insensitive, port ignored); leave `host` out to match every host, or write one route per host"
+    ))
+}
+
+/// Why a header cannot be filled from a claim: the upstream would take it
+/// as the gateway's word (identity and forwarding headers), as the caller's
+/// credentials, or it frames the request.
+fn claim_header_refused(name: &HeaderName) -> Option<&'static str> {
+    let folded = name.as_str().replace('_', "-");
+    if crate::net::is_reserved(name) {
+        Some("the gateway's own identity and forwarding headers (X-Auth-*, X-Zoom-*, X-Webhook-*, X-Forwarded-*, Forwarded, X-Real-IP, method overrides) are only ever set by the gateway, and the upstream trusts them as such")
+    } else if matches!(
+        folded.as_str(),
+        "authorization" | "cookie" | "proxy-authorization"
+    ) {
+        Some("it carries credentials, which the upstream would take as the caller's own")
+    } else if crate::net::is_hop_by_hop(name)
+        || matches!(
+            folded.as_str(),
+            "host"
+                | "content-length"
+                | "content-type"
+                | "content-encoding"
+                | "expect"
+                | "x-request-id"
+        )
+    {
+        Some("the gateway sets it, or it frames the request (hop-by-hop, Host, Content-*, X-Request-Id)")
+    } else {
+        None
     }
 }
 

@@ -21,6 +21,14 @@ impl Builder<'_, '_> {
             .admin_listen
             .as_ref()
             .and_then(|v| self.addr(&v.clone(), &p.key("admin_listen")));
+        self.listener_conflicts(
+            [
+                ("listen", listen),
+                ("plain_listen", plain_listen),
+                ("admin_listen", admin_listen),
+            ],
+            p,
+        );
         let cert = self.required(&s.tls_cert, &p.key("tls_cert")).cloned();
         let key = self.required(&s.tls_key, &p.key("tls_key")).cloned();
         let shutdown_grace = self.millis(
@@ -54,6 +62,7 @@ impl Builder<'_, '_> {
         self.note_file(&key_path);
         let tls = if self.mode == BuildMode::Check && (!cert_path.exists() || !key_path.exists()) {
             self.warn(
+                "tls_files_missing",
                 &p.key("tls_cert"),
                 format!(
                     "{} or {} does not exist yet; `run` needs both",
@@ -90,6 +99,42 @@ impl Builder<'_, '_> {
         })
     }
 
+    /// Two listeners on one socket: the admin endpoints (`/metrics`,
+    /// `/readyz`) would be served where the public connects, or the second
+    /// bind fails at the next start (a reload does not rebind, so only
+    /// `check` and the reload's refusal catch it in time). Port 0 (any free
+    /// port) never collides.
+    fn listener_conflicts(&mut self, addrs: [(&str, Option<SocketAddr>); 3], p: &KeyPath) {
+        let overlap = |a: SocketAddr, b: SocketAddr| {
+            let dual_stack = |x: SocketAddr| x.is_ipv6() && x.ip().is_unspecified();
+            a.port() != 0
+                && a.port() == b.port()
+                && (a.ip() == b.ip()
+                    || dual_stack(a)
+                    || dual_stack(b)
+                    || (a.is_ipv4() == b.is_ipv4()
+                        && (a.ip().is_unspecified() || b.ip().is_unspecified())))
+        };
+        for (i, (later, b)) in addrs.iter().enumerate() {
+            let Some(b) = b else { continue };
+            let clash = addrs[..i]
+                .iter()
+                .find_map(|(k, a)| a.filter(|a| overlap(*a, *b)).map(|a| (*k, a)));
+            if let Some((earlier, a)) = clash {
+                let why = if *later == "admin_listen" {
+                    "the admin endpoints (/healthz, /readyz, /metrics) must never be reachable on a public listener"
+                } else {
+                    "two listeners cannot share a socket"
+                };
+                self.err_as(
+                    "listener_conflict",
+                    &p.key(later),
+                    format!("{b} overlaps `{earlier}` ({a}): {why}; give it its own port"),
+                );
+            }
+        }
+    }
+
     /// `trusted_proxies`: each entry a CIDR block or one address.
     fn trusted_proxies(&mut self, v: Option<&[String]>, p: &KeyPath) -> TrustedProxies {
         let mut blocks = Vec::new();
@@ -101,6 +146,7 @@ impl Builder<'_, '_> {
             match Cidr::parse(&entry) {
                 Ok(c) if c.prefix() == 0 => {
                     self.warn(
+                        "trusts_every_address",
                         &ep,
                         format!("`{c}` trusts every address: any client can choose the address the audit and the upstream see"),
                     );
@@ -414,6 +460,7 @@ impl Builder<'_, '_> {
             }
             (None, WebhookKind::Vonage) => {
                 self.warn(
+                    "any_application",
                     &p.key("application_id"),
                     "not set: callbacks signed for any application with these secrets are accepted",
                 );

@@ -78,6 +78,7 @@ impl Builder<'_, '_> {
         };
         if is_loopback_host(uri.host().unwrap_or_default()) {
             self.warn(
+                "plaintext_upstream_no_effect",
                 key,
                 format!(
                     "`{v}` is on loopback, where http:// is allowed anyway: the key has no effect"
@@ -85,6 +86,7 @@ impl Builder<'_, '_> {
             );
         } else {
             self.warn(
+                "plaintext_upstream",
                 key,
                 format!(
                     "requests to `{v}` cross the network unencrypted, with the identity headers and \

@@ -79,6 +79,7 @@ impl Builder<'_, '_> {
         };
         if r.path.is_some() && clustered {
             self.warn(
+                "unused_key",
                 &p.key("path"),
                 "with [cluster] grants are kept in Redis; `path` is not used",
             );
