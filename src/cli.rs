@@ -43,6 +43,11 @@ pub struct CheckArgs {
     /// Warnings fail the check too (exit 1).
     #[arg(long)]
     pub strict: bool,
+    /// Read no `${VAR}` variable, `file:` secret, TLS certificate or key:
+    /// check the structure before the production secrets exist (the
+    /// references' syntax is still checked).
+    #[arg(long)]
+    pub no_secrets: bool,
 }
 
 /// `meetgate check`: validate only. Exit 0 when the file would be
@@ -53,7 +58,11 @@ pub fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let path = &args.config;
     let (snapshot, errors, warnings) = match std::fs::read_to_string(path) {
         Ok(text) => {
-            let o = config::build_all(&text, path, BuildMode::Check, &env);
+            let mode = match args.no_secrets {
+                true => BuildMode::CheckWithoutSecrets,
+                false => BuildMode::Check,
+            };
+            let o = config::build_all(&text, path, mode, &env);
             (o.snapshot, o.errors, o.warnings)
         }
         Err(e) => {
@@ -90,6 +99,7 @@ pub fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
                 "file": path.display().to_string(),
                 "ok": ok,
                 "strict": args.strict,
+                "secrets_read": !args.no_secrets,
                 "errors": problems(&errors),
                 "warnings": problems(&warnings),
                 "summary": snapshot.as_ref().map(|s| serde_json::json!({

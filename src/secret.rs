@@ -60,12 +60,8 @@ pub fn read_referenced_file(path: &Path) -> std::io::Result<Vec<u8>> {
 /// variable NAME, `file:PATH` reads PATH (relative to `base`) with one
 /// trailing newline trimmed; anything else is returned as written.
 pub fn resolve(value: &str, base: &Path, env: EnvLookup<'_>) -> Result<String, ResolveError> {
+    reference_syntax(value)?;
     if let Some(name) = value.strip_prefix("${").and_then(|v| v.strip_suffix('}')) {
-        if !is_var_name(name) {
-            return Err(ResolveError::BadReference {
-                reference: value.to_owned(),
-            });
-        }
         return match env(name) {
             Some(v) if !v.is_empty() => Ok(v),
             Some(_) => Err(ResolveError::EmptyVar {
@@ -104,6 +100,31 @@ pub fn resolve(value: &str, base: &Path, env: EnvLookup<'_>) -> Result<String, R
         };
     }
     Ok(value.to_owned())
+}
+
+/// Whether `value` is a reference (`${...}` or `file:...`) rather than a
+/// literal.
+pub fn is_reference(value: &str) -> bool {
+    (value.starts_with("${") && value.ends_with('}')) || value.starts_with("file:")
+}
+
+/// Checks a reference's syntax without reading the variable or the file
+/// (`check --no-secrets`, and [`resolve`] before it reads).
+pub fn reference_syntax(value: &str) -> Result<(), ResolveError> {
+    if let Some(name) = value.strip_prefix("${").and_then(|v| v.strip_suffix('}')) {
+        if !is_var_name(name) {
+            return Err(ResolveError::BadReference {
+                reference: value.to_owned(),
+            });
+        }
+    }
+    if value == "file:" {
+        return Err(ResolveError::File {
+            path: String::new(),
+            reason: "no path after `file:`".to_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// A value that looks like a `${NAME}` reference written wrong and would

@@ -1,5 +1,5 @@
 //! `meetgate check` catching dangerous and dead configurations
-//! (docs/BEHAVIOUR.md items 39-43): the real binary on files with each
+//! (docs/BEHAVIOUR.md items 39-42): the real binary on files with each
 //! pattern, asserting the exit status, file:line, the route's name, the
 //! message and, through `--format json`, the stable code.
 
@@ -512,4 +512,117 @@ fn an_unreadable_file_is_one_json_error() {
     assert_eq!(doc["ok"], false);
     assert_eq!(doc["errors"][0]["code"], "unreadable_file");
     assert_eq!(doc["errors"][0]["line"], Value::Null);
+}
+
+/// A file whose every secret, address and URL is a reference, with TLS
+/// files that do not exist: what CI has before the secrets do.
+const UNPROVISIONED: &str = r#"[server]
+listen = "${LISTEN}"
+tls_cert = "/run/secrets/gateway.pem"
+tls_key = "/run/secrets/gateway-key.pem"
+trusted_proxies = ["${LB_CIDR}"]
+
+[cluster]
+redis_url = "${REDIS_URL}"
+
+[identity.corp]
+issuer = "${ISSUER}"
+audiences = ["api://app"]
+roles_claim = "groups"
+
+[credential.vonage]
+type = "vonage_application"
+application_id = "${VONAGE_APPLICATION_ID}"
+private_key = "file:/run/secrets/vonage.key"
+
+[webhook.billing]
+type = "standard"
+secret_tokens = ["${BILLING_SECRET}"]
+
+[grants]
+key_id = "k1"
+key = "file:/run/secrets/grant-key"
+
+[[route]]
+name = "app"
+host = "${APP_HOST}"
+path = "/app/*"
+upstream = "${APP_UPSTREAM}"
+authenticate = "corp"
+authorize = { roles_any = ["staff"] }
+"#;
+
+#[test]
+fn no_secrets_checks_the_structure_without_reading_variables_or_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meetgate.toml");
+    std::fs::write(&path, UNPROVISIONED).unwrap();
+    let out = run_check(&path, &["--no-secrets", "--strict"], &[]);
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("OK (1 routes, 1 identities"),
+        "{}",
+        out.stdout
+    );
+
+    // Without the flag the same file is refused, naming what is missing.
+    let out = run_check(&path, &[], &[]);
+    assert_eq!(out.code, Some(1));
+    for missing in [
+        "LISTEN is not set",
+        "ISSUER is not set",
+        "/run/secrets/vonage.key",
+    ] {
+        assert!(out.stderr.contains(missing), "{missing}: {}", out.stderr);
+    }
+
+    // The references' syntax, and everything else, is still checked.
+    let broken = UNPROVISIONED
+        .replace("${BILLING_SECRET}", "${billing-secret}")
+        .replace("\"file:/run/secrets/grant-key\"", "\"$GRANT_KEY\"")
+        .replace("roles_any", "roles_anyy");
+    std::fs::write(&path, &broken).unwrap();
+    let (code, doc) = {
+        let out = run_check(&path, &["--no-secrets", "--format", "json"], &[]);
+        (
+            out.code,
+            serde_json::from_str::<Value>(&out.stdout).unwrap(),
+        )
+    };
+    assert_eq!(code, Some(1), "{doc:#}");
+    assert_eq!(doc["secrets_read"], false);
+    let codes: Vec<&str> = doc["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        codes,
+        ["reference_syntax", "reference_syntax", "unknown_key"],
+        "{doc:#}"
+    );
+}
+
+#[test]
+fn the_example_file_has_no_warning_without_its_secrets() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/meetgate.example.toml");
+    let out = run_check(&example, &["--no-secrets", "--strict"], &[]);
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    assert!(!out.stdout.contains("warning"), "{}", out.stdout);
+}
+
+#[tokio::test]
+async fn the_demo_file_has_no_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let setup = meetgate::demo::prepare(&meetgate::demo::DemoOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        admin_listen: "127.0.0.1:0".parse().unwrap(),
+        dir: dir.path().to_owned(),
+    })
+    .await
+    .unwrap();
+    let out = run_check(&setup.config_path, &["--strict"], &[]);
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    assert!(!out.stdout.contains("warning"), "{}", out.stdout);
 }

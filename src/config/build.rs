@@ -19,7 +19,7 @@ use super::raw::*;
 use super::source::{KeyPath, Seg, SourceMap};
 use super::*;
 use crate::net::is_loopback_host;
-use crate::secret::{resolve, EnvLookup};
+use crate::secret::{is_reference, reference_syntax, resolve, EnvLookup, ResolveError};
 use crate::tls;
 
 mod cors;
@@ -42,6 +42,12 @@ pub enum BuildMode {
     /// `meetgate check`: TLS files that do not exist yet are a warning (they
     /// are often provisioned on the target host); unreadable ones an error.
     Check,
+    /// `meetgate check --no-secrets`: the structure only, before the
+    /// production secrets exist. No `${VAR}` variable, `file:` secret, TLS
+    /// certificate or key is read; a reference's syntax is still checked,
+    /// and what would be checked of its value (a URL, an address, a key's
+    /// format) is taken as valid.
+    CheckWithoutSecrets,
 }
 
 /// Everything a build found: the snapshot (only when there is no error),
@@ -307,13 +313,28 @@ impl Builder<'_, '_> {
             self.err_as("reference_syntax", path, mistake);
             return None;
         }
-        match resolve(v, self.base(), self.env) {
+        let resolved = if self.mode == BuildMode::CheckWithoutSecrets && is_reference(v) {
+            reference_syntax(v).map(|()| v.to_owned())
+        } else {
+            resolve(v, self.base(), self.env)
+        };
+        match resolved {
             Ok(s) => Some(s),
             Err(e) => {
-                self.err_as("unresolved_reference", path, e.to_string());
+                let code = match e {
+                    ResolveError::BadReference { .. } => "reference_syntax",
+                    _ => "unresolved_reference",
+                };
+                self.err_as(code, path, e.to_string());
                 None
             }
         }
+    }
+
+    /// Whether `v` is a reference `check --no-secrets` left unread: its
+    /// value cannot be checked.
+    fn deferred(&self, v: &str) -> bool {
+        self.mode == BuildMode::CheckWithoutSecrets && is_reference(v)
     }
 
     /// Resolves `${VAR}` / `file:` in a plain string value.
@@ -370,6 +391,9 @@ impl Builder<'_, '_> {
 
     fn addr(&mut self, v: &str, path: &KeyPath) -> Option<SocketAddr> {
         let v = self.string(v, path)?;
+        if self.deferred(&v) {
+            return Some(SocketAddr::from(([0, 0, 0, 0], 0)));
+        }
         match v.parse() {
             Ok(a) => Some(a),
             Err(_) => {
@@ -382,6 +406,9 @@ impl Builder<'_, '_> {
     /// An outbound URL: https, or http to a loopback host only.
     fn outbound_url(&mut self, v: &str, path: &KeyPath) -> Option<Uri> {
         let v = self.string(v, path)?;
+        if self.deferred(&v) {
+            return Some(Uri::from_static("https://unread.invalid/"));
+        }
         let uri: Uri = match v.parse() {
             Ok(u) => u,
             Err(_) => {

@@ -31,6 +31,18 @@ impl std::fmt::Debug for AppKey {
 }
 
 impl AppKey {
+    /// A freshly generated key standing in for one `check --no-secrets`
+    /// does not read: it lets the rest of the file be checked and never
+    /// signs anything.
+    ///
+    /// # Errors
+    /// When the key cannot be generated.
+    pub fn stand_in() -> Result<Self, String> {
+        aws_lc_rs::signature::RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+            .map(AppKey)
+            .map_err(|_| "cannot generate a stand-in key".to_owned())
+    }
+
     /// An RSA private key in PKCS#8 PEM (`BEGIN PRIVATE KEY`, as the
     /// dashboard's `private.key`). PKCS#1 (`BEGIN RSA PRIVATE KEY`) is
     /// refused with the conversion to run: the SDKs expect PKCS#8 too.

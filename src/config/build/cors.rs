@@ -21,7 +21,7 @@ impl Builder<'_, '_> {
             Some(list) => {
                 for (i, o) in list.iter().enumerate() {
                     let ip = op.index(i);
-                    let Some(o) = self.string(o, &ip) else {
+                    let Some(o) = self.string(o, &ip).filter(|o| !self.deferred(o)) else {
                         continue;
                     };
                     match parse_rule(&o) {

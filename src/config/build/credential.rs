@@ -143,7 +143,7 @@ impl Builder<'_, '_> {
                 let application_id = s(self, &r.application_id, "application_id");
                 if application_id
                     .as_deref()
-                    .is_some_and(|id| uuid::Uuid::parse_str(id).is_err())
+                    .is_some_and(|id| !self.deferred(id) && uuid::Uuid::parse_str(id).is_err())
                 {
                     self.err(
                         &p.key("application_id"),
@@ -151,7 +151,12 @@ impl Builder<'_, '_> {
                     );
                 }
                 let key = sec(self, &r.private_key, "private_key").and_then(|pem| {
-                    match crate::credentials::vonage::AppKey::from_pkcs8_pem(pem.expose_secret()) {
+                    let key = if self.deferred(pem.expose_secret()) {
+                        crate::credentials::vonage::AppKey::stand_in()
+                    } else {
+                        crate::credentials::vonage::AppKey::from_pkcs8_pem(pem.expose_secret())
+                    };
+                    match key {
                         Ok(k) => Some(Arc::new(k)),
                         Err(e) => {
                             self.err(&p.key("private_key"), e);

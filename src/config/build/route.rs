@@ -30,6 +30,10 @@ impl Builder<'_, '_> {
                 });
         let host = r.host.as_ref().and_then(|h| {
             let h = self.string(h, &p.key("host"))?;
+            if self.deferred(&h) {
+                // Unread: a name of its own, equal only to the same reference.
+                return Some(h);
+            }
             let h = h.trim().to_ascii_lowercase();
             if h.is_empty() || h.contains('/') || h.contains(' ') {
                 self.err(&p.key("host"), format!("`{h}` is not a host name"));

@@ -60,7 +60,9 @@ impl Builder<'_, '_> {
         let (cert_path, key_path) = (relative_to(self.file, &cert), relative_to(self.file, &key));
         self.note_file(&cert_path);
         self.note_file(&key_path);
-        let tls = if self.mode == BuildMode::Check && (!cert_path.exists() || !key_path.exists()) {
+        let tls = if self.mode == BuildMode::CheckWithoutSecrets {
+            None
+        } else if self.mode == BuildMode::Check && (!cert_path.exists() || !key_path.exists()) {
             self.warn(
                 "tls_files_missing",
                 &p.key("tls_cert"),
@@ -140,7 +142,7 @@ impl Builder<'_, '_> {
         let mut blocks = Vec::new();
         for (i, entry) in v.unwrap_or_default().iter().enumerate() {
             let ep = p.key("trusted_proxies").index(i);
-            let Some(entry) = self.string(entry, &ep) else {
+            let Some(entry) = self.string(entry, &ep).filter(|e| !self.deferred(e)) else {
                 continue;
             };
             match Cidr::parse(&entry) {
@@ -251,7 +253,8 @@ impl Builder<'_, '_> {
     ) -> Option<ClusterSettings> {
         let url = self.required(&c.redis_url, &p.key("redis_url"))?;
         let url = self.secret(url, &p.key("redis_url"))?;
-        let scheme_ok = {
+        let unread = self.deferred(url.expose_secret());
+        let scheme_ok = unread || {
             let u = url.expose_secret();
             u.starts_with("redis://") || u.starts_with("rediss://")
         };
@@ -273,7 +276,7 @@ impl Builder<'_, '_> {
             timeout: self.millis(c.timeout_ms, 250, &p.key("timeout_ms")),
             roots: roots.clone(),
         };
-        if let Err(e) = redis_target(&settings) {
+        if let (false, Err(e)) = (unread, redis_target(&settings)) {
             self.err(&p.key("redis_url"), e);
             return None;
         }
@@ -419,7 +422,9 @@ impl Builder<'_, '_> {
                 let Some(s) = self.secret(t, &tp) else {
                     continue;
                 };
-                let bytes = if kind == WebhookKind::Standard {
+                let bytes = if self.deferred(s.expose_secret()) {
+                    s.expose_secret().as_bytes().to_vec()
+                } else if kind == WebhookKind::Standard {
                     let Some(b64) = s.expose_secret().strip_prefix("whsec_") else {
                         self.err(
                             &tp,
@@ -445,7 +450,7 @@ impl Builder<'_, '_> {
                 let id = self.string(id, &p.key("application_id"));
                 if id
                     .as_deref()
-                    .is_some_and(|id| uuid::Uuid::parse_str(id).is_err())
+                    .is_some_and(|id| !self.deferred(id) && uuid::Uuid::parse_str(id).is_err())
                 {
                     self.err(
                         &p.key("application_id"),

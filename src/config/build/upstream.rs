@@ -57,6 +57,9 @@ impl Builder<'_, '_> {
     /// is an error (it would read as if it did something).
     fn plaintext_upstream(&mut self, u: &str, key: &KeyPath) -> Option<Uri> {
         let v = self.string(u, key)?;
+        if self.deferred(&v) {
+            return Some(Uri::from_static("http://unread.invalid/"));
+        }
         let uri: Uri = match v.parse::<Uri>() {
             Ok(uri)
                 if uri.scheme_str() == Some("http")

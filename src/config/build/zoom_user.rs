@@ -14,6 +14,9 @@ impl Builder<'_, '_> {
     /// A 32-byte key written base64 (standard or URL-safe, padded or not).
     fn grant_key(&mut self, v: &SecretString, p: &KeyPath) -> Option<SecretBytes> {
         let text = self.secret(v, p)?;
+        if self.deferred(text.expose_secret()) {
+            return Some(SecretBytes(vec![0; 32]));
+        }
         let text = text.expose_secret().trim();
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(text)
