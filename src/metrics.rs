@@ -89,189 +89,80 @@ fn latency_buckets() -> impl Iterator<Item = f64> {
     prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.0, 19)
 }
 
-/// Every metric the gateway exports.
-pub struct Metrics {
-    registry: Registry,
-    pub requests: Family<RouteStatus, Counter>,
-    pub request_duration: Family<RouteLabel, Histogram>,
-    pub upstream_duration: Family<RouteLabel, Histogram>,
-    pub auth_decisions: Family<Decision, Counter>,
-    pub jwks_fetches: Family<IdentityResult, Counter>,
-    pub jwks_keys: Family<IdentityLabel, Gauge>,
-    pub jwks_age: Family<IdentityLabel, FloatGauge>,
-    pub token_cache_hits: Counter,
-    pub token_cache_bytes: Gauge,
-    pub token_cache_entries: Gauge,
-    pub credential_fetches: Family<CredentialResult, Counter>,
-    pub credential_expiry: Family<CredentialLabel, FloatGauge>,
-    pub webhook_verifications: Family<WebhookResult, Counter>,
-    pub config_reloads: Family<ResultLabel, Counter>,
-    pub config_generation: Gauge,
-    pub audit_dropped: Counter,
-    pub cluster_store_errors: Counter,
-    pub cluster_store_up: Gauge,
-    pub connections_parked: Gauge,
-    pub ready: Gauge,
-    pub degraded: Family<ComponentLabel, Gauge>,
-    pub proxy_protocol_refused: Family<ListenerReason, Counter>,
-    build_info: Family<VersionLabel, Gauge>,
+fn latency_histograms() -> Family<RouteLabel, Histogram> {
+    Family::new_with_constructor(|| Histogram::new(latency_buckets()))
+}
+
+/// Declares the `Metrics` struct from one table: each line is
+/// `[pub] field: Type [= constructor], "name", "help" [, Unit];` and becomes
+/// a field, its value (`Default::default()` unless a constructor is given)
+/// and its registration, in table order (the order `/metrics` lists them).
+macro_rules! metrics {
+    ($(
+        $vis:vis $field:ident: $ty:ty $(= $init:expr)?, $name:literal, $help:literal $(, $unit:ident)?;
+    )*) => {
+        /// Every metric the gateway exports.
+        pub struct Metrics {
+            registry: Registry,
+            $($vis $field: $ty,)*
+        }
+
+        impl Metrics {
+            fn registered() -> Self {
+                let mut registry = Registry::default();
+                $(
+                    let $field: $ty = metrics!(@init $($init)?);
+                    metrics!(@register registry, $name, $help, $field.clone() $(, $unit)?);
+                )*
+                Metrics { registry, $($field,)* }
+            }
+        }
+    };
+    (@init) => { Default::default() };
+    (@init $init:expr) => { $init };
+    (@register $registry:ident, $name:literal, $help:literal, $metric:expr) => {
+        $registry.register($name, $help, $metric)
+    };
+    (@register $registry:ident, $name:literal, $help:literal, $metric:expr, $unit:ident) => {
+        $registry.register_with_unit($name, $help, Unit::$unit, $metric)
+    };
+}
+
+metrics! {
+    pub requests: Family<RouteStatus, Counter>, "meetgate_requests", "Requests answered, by route and status";
+    pub request_duration: Family<RouteLabel, Histogram> = latency_histograms(), "meetgate_request_duration", "Time from request head to response head", Seconds;
+    pub upstream_duration: Family<RouteLabel, Histogram> = latency_histograms(), "meetgate_upstream_duration", "Time the upstream took to answer (response head)", Seconds;
+    pub auth_decisions: Family<Decision, Counter>, "meetgate_auth_decisions", "Decisions by route, decision (allow, deny, error) and reason code";
+    pub jwks_fetches: Family<IdentityResult, Counter>, "meetgate_jwks_fetches", "JWKS fetches by identity and result";
+    pub jwks_keys: Family<IdentityLabel, Gauge>, "meetgate_jwks_keys", "Usable signing keys per identity";
+    pub jwks_age: Family<IdentityLabel, FloatGauge>, "meetgate_jwks_age", "Age of each identity's keys (since the last good fetch)", Seconds;
+    pub token_cache_hits: Counter, "meetgate_token_cache_hits", "Bearer tokens answered from the verified-token cache";
+    pub token_cache_bytes: Gauge, "meetgate_token_cache", "Estimated memory held by the verified-token cache (bounded by [limits] token_cache_bytes)", Bytes;
+    pub token_cache_entries: Gauge, "meetgate_token_cache_entries", "Verified tokens remembered";
+    pub credential_fetches: Family<CredentialResult, Counter>, "meetgate_credential_fetches", "Token requests by credential and result";
+    pub credential_expiry: Family<CredentialLabel, FloatGauge>, "meetgate_credential_expiry", "Seconds until each fetched credential's token expires", Seconds;
+    pub webhook_verifications: Family<WebhookResult, Counter>, "meetgate_webhook_verifications", "Webhook deliveries by webhook and result";
+    pub config_reloads: Family<ResultLabel, Counter>, "meetgate_config_reloads", "Configuration reloads by result";
+    pub config_generation: Gauge, "meetgate_config_generation", "Generation of the configuration in force";
+    pub audit_dropped: Counter, "meetgate_audit_dropped", "Audit lines dropped because the writer fell behind";
+    pub cluster_store_errors: Counter, "meetgate_cluster_store_errors", "Redis operations of the [cluster] store that failed or timed out (each fell back to the in-process store)";
+    pub cluster_store_up: Gauge, "meetgate_cluster_store_up", "1 while the [cluster] Redis store answers, 0 while replicas serve from in-process stores";
+    pub connections_parked: Gauge, "meetgate_connections_parked", "Idle HTTP/1.1 keep-alive connections parked (holding no HTTP state until the client sends again)";
+    pub ready: Gauge, "meetgate_ready", "1 while /readyz answers 200 (started, not draining), else 0";
+    pub degraded: Family<ComponentLabel, Gauge>, "meetgate_degraded", "1 for a part that cannot serve right now (an identity without usable keys, a credential without a token), 0 when it can";
+    pub proxy_protocol_refused: Family<ListenerReason, Counter>, "meetgate_proxy_protocol_refused", "Connections closed on a proxy_protocol listener, by listener and reason (untrusted_peer, invalid_header, timeout)";
+    build_info: Family<VersionLabel, Gauge>, "meetgate_build_info", "Build information";
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::default();
-        let m = Metrics {
-            requests: Family::default(),
-            request_duration: Family::new_with_constructor(|| Histogram::new(latency_buckets())),
-            upstream_duration: Family::new_with_constructor(|| Histogram::new(latency_buckets())),
-            auth_decisions: Family::default(),
-            jwks_fetches: Family::default(),
-            jwks_keys: Family::default(),
-            jwks_age: Family::default(),
-            token_cache_hits: Counter::default(),
-            token_cache_bytes: Gauge::default(),
-            token_cache_entries: Gauge::default(),
-            credential_fetches: Family::default(),
-            credential_expiry: Family::default(),
-            webhook_verifications: Family::default(),
-            config_reloads: Family::default(),
-            config_generation: Gauge::default(),
-            audit_dropped: Counter::default(),
-            cluster_store_errors: Counter::default(),
-            cluster_store_up: Gauge::default(),
-            connections_parked: Gauge::default(),
-            ready: Gauge::default(),
-            degraded: Family::default(),
-            proxy_protocol_refused: Family::default(),
-            build_info: Family::default(),
-            registry: Registry::default(),
-        };
-        registry.register(
-            "meetgate_requests",
-            "Requests answered, by route and status",
-            m.requests.clone(),
-        );
-        registry.register_with_unit(
-            "meetgate_request_duration",
-            "Time from request head to response head",
-            Unit::Seconds,
-            m.request_duration.clone(),
-        );
-        registry.register_with_unit(
-            "meetgate_upstream_duration",
-            "Time the upstream took to answer (response head)",
-            Unit::Seconds,
-            m.upstream_duration.clone(),
-        );
-        registry.register(
-            "meetgate_auth_decisions",
-            "Decisions by route, decision (allow, deny, error) and reason code",
-            m.auth_decisions.clone(),
-        );
-        registry.register(
-            "meetgate_jwks_fetches",
-            "JWKS fetches by identity and result",
-            m.jwks_fetches.clone(),
-        );
-        registry.register(
-            "meetgate_jwks_keys",
-            "Usable signing keys per identity",
-            m.jwks_keys.clone(),
-        );
-        registry.register_with_unit(
-            "meetgate_jwks_age",
-            "Age of each identity's keys (since the last good fetch)",
-            Unit::Seconds,
-            m.jwks_age.clone(),
-        );
-        registry.register(
-            "meetgate_token_cache_hits",
-            "Bearer tokens answered from the verified-token cache",
-            m.token_cache_hits.clone(),
-        );
-        registry.register_with_unit(
-            "meetgate_token_cache",
-            "Estimated memory held by the verified-token cache (bounded by [limits] token_cache_bytes)",
-            Unit::Bytes,
-            m.token_cache_bytes.clone(),
-        );
-        registry.register(
-            "meetgate_token_cache_entries",
-            "Verified tokens remembered",
-            m.token_cache_entries.clone(),
-        );
-        registry.register(
-            "meetgate_credential_fetches",
-            "Token requests by credential and result",
-            m.credential_fetches.clone(),
-        );
-        registry.register_with_unit(
-            "meetgate_credential_expiry",
-            "Seconds until each fetched credential's token expires",
-            Unit::Seconds,
-            m.credential_expiry.clone(),
-        );
-        registry.register(
-            "meetgate_webhook_verifications",
-            "Webhook deliveries by webhook and result",
-            m.webhook_verifications.clone(),
-        );
-        registry.register(
-            "meetgate_config_reloads",
-            "Configuration reloads by result",
-            m.config_reloads.clone(),
-        );
-        registry.register(
-            "meetgate_config_generation",
-            "Generation of the configuration in force",
-            m.config_generation.clone(),
-        );
-        registry.register(
-            "meetgate_audit_dropped",
-            "Audit lines dropped because the writer fell behind",
-            m.audit_dropped.clone(),
-        );
-        registry.register(
-            "meetgate_cluster_store_errors",
-            "Redis operations of the [cluster] store that failed or timed out (each fell back to the in-process store)",
-            m.cluster_store_errors.clone(),
-        );
-        registry.register(
-            "meetgate_cluster_store_up",
-            "1 while the [cluster] Redis store answers, 0 while replicas serve from in-process stores",
-            m.cluster_store_up.clone(),
-        );
-        registry.register(
-            "meetgate_connections_parked",
-            "Idle HTTP/1.1 keep-alive connections parked (holding no HTTP state until the client sends again)",
-            m.connections_parked.clone(),
-        );
-        registry.register(
-            "meetgate_ready",
-            "1 while /readyz answers 200 (started, not draining), else 0",
-            m.ready.clone(),
-        );
-        registry.register(
-            "meetgate_degraded",
-            "1 for a part that cannot serve right now (an identity without usable keys, a credential without a token), 0 when it can",
-            m.degraded.clone(),
-        );
-        registry.register(
-            "meetgate_proxy_protocol_refused",
-            "Connections closed on a proxy_protocol listener, by listener and reason (untrusted_peer, invalid_header, timeout)",
-            m.proxy_protocol_refused.clone(),
-        );
-        registry.register(
-            "meetgate_build_info",
-            "Build information",
-            m.build_info.clone(),
-        );
+        let m = Metrics::registered();
         m.build_info
             .get_or_create(&VersionLabel {
                 version: env!("CARGO_PKG_VERSION"),
             })
             .set(1);
-        Metrics { registry, ..m }
+        m
     }
 }
 
