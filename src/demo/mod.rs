@@ -86,6 +86,11 @@ pub async fn prepare(opts: &DemoOptions) -> anyhow::Result<DemoSetup> {
     })
 }
 
+/// The examples the demo prints, as data: two lines each (`STATUS what it
+/// shows`, then the command template); the format and placeholders are
+/// described at the top of the file.
+const EXAMPLES: &str = include_str!("examples.txt");
+
 /// One printed example: what it shows, the command, the status it gets.
 pub struct Example {
     pub what: &'static str,
@@ -93,204 +98,77 @@ pub struct Example {
     pub expect: u16,
 }
 
-/// The curl lines printed by the demo.
+/// The curl lines printed by the demo: `examples.txt` with its placeholders
+/// filled in. Examples naming `{admin}` are left out without an admin listener.
 pub fn examples(
     ca: &Path,
     gw: SocketAddr,
     admin: Option<SocketAddr>,
     issuer: SocketAddr,
 ) -> Vec<Example> {
-    let ca = ca.display();
+    let ca = ca.display().to_string();
     let base = format!("https://{gw}");
-    let token = |q: &str| format!("$(curl -s 'http://{issuer}/token?{q}')");
-    let mut lines = vec![
-        Example {
-            what: "a public route, forwarded to the echo upstream (prefix stripped, X-Forwarded-* set)",
-            command: format!("curl --cacert {ca} '{base}/public/hello?greeting=hi'"),
-            expect: 200,
-        },
-        Example {
-            what: "the same over HTTP/2, with a spoofed identity header the gateway removes",
-            command: format!("curl --http2 --cacert {ca} -H 'X-Auth-Subject: mallory' '{base}/public/whoami'"),
-            expect: 200,
-        },
-        Example {
-            what: "a token from the local issuer for a meeting creator of tenant acme: allowed, identity headers set",
-            command: format!(
-                "curl --cacert {ca} -H \"Authorization: Bearer {}\" '{base}/api/orgs/acme/meetings'",
-                token("sub=alice&roles=meeting-creators&tenant=acme")
-            ),
-            expect: 200,
-        },
-        Example {
-            what: "a valid token without the meeting-creators role: 403 insufficient_role",
-            command: format!(
-                "curl -i --cacert {ca} -H \"Authorization: Bearer {}\" '{base}/api/orgs/acme/meetings'",
-                token("sub=bob&roles=viewers&tenant=acme")
-            ),
-            expect: 403,
-        },
-        Example {
-            what: "the right role for another tenant: 403 tenant_mismatch",
-            command: format!(
-                "curl -i --cacert {ca} -H \"Authorization: Bearer {}\" '{base}/api/orgs/acme/meetings'",
-                token("sub=carol&roles=meeting-creators&tenant=globex")
-            ),
-            expect: 403,
-        },
-        Example {
-            what: "a Meeting SDK signature for a host (role 1), minted by the gateway",
-            command: format!(
-                "curl --cacert {ca} -H \"Authorization: Bearer {}\" -d '{{\"meetingNumber\": 85746065432, \"role\": 1}}' '{base}/api/sdk-signature'",
-                token("sub=hana&roles=meeting-hosts&tenant=acme")
-            ),
-            expect: 200,
-        },
-        Example {
-            what: "a participant's signature (role 0)",
-            command: format!(
-                "curl --cacert {ca} -H \"Authorization: Bearer {}\" -d '{{\"meetingNumber\": \"85746065432\", \"role\": 0}}' '{base}/api/sdk-signature'",
-                token("sub=pat&roles=viewers&tenant=acme")
-            ),
-            expect: 200,
-        },
-        Example {
-            what: "a participant asking for host: 403 host_role_not_permitted",
-            command: format!(
-                "curl -i --cacert {ca} -H \"Authorization: Bearer {}\" -d '{{\"meetingNumber\": 85746065432, \"role\": 1}}' '{base}/api/sdk-signature'",
-                token("sub=pat&roles=viewers&tenant=acme")
-            ),
-            expect: 403,
-        },
-        Example {
-            what: "a browser app on http://localhost:5173 asks first (CORS preflight, no token needed): 204 with Access-Control-Allow-Origin, -Methods, -Headers",
-            command: format!(
-                "curl -i --cacert {ca} -X OPTIONS -H 'Origin: http://localhost:5173' -H 'Access-Control-Request-Method: POST' -H 'Access-Control-Request-Headers: authorization,content-type' '{base}/api/sdk-signature'"
-            ),
-            expect: 204,
-        },
-        Example {
-            what: "a page on an origin the policy does not list: 403 cors_not_allowed, no Access-Control-Allow-* (the browser refuses to send the POST)",
-            command: format!(
-                "curl -i --cacert {ca} -X OPTIONS -H 'Origin: https://evil.example.net' -H 'Access-Control-Request-Method: POST' '{base}/api/sdk-signature'"
-            ),
-            expect: 403,
-        },
-        Example {
-            what: "a meeting outside the app's account needs the user's own Zoom token: 409 zoom_user_not_connected until connected",
-            command: format!(
-                "curl -i --cacert {ca} -H \"Authorization: Bearer {}\" -d '{{\"meetingNumber\": 85746065432}}' '{base}/api/sdk-join'",
-                token("sub=ext&roles=viewers&tenant=acme")
-            ),
-            expect: 409,
-        },
-        Example {
-            what: "connect alice's Zoom user: the app gets authorize_url, the browser follows it to (stand-in) Zoom and back through the callback to return_to (curl -L plays the browser)",
-            command: format!(
-                "curl -L --cacert {ca} \"$(curl -s --cacert {ca} -H \"Authorization: Bearer {}\" '{base}/zoom/connect' | sed -E 's/.*\"authorize_url\":\"([^\"]*)\".*/\\1/')\"",
-                token("sub=alice&roles=viewers&tenant=acme")
-            ),
-            expect: 200,
-        },
-        Example {
-            what: "alice is connected (status never shows a token)",
-            command: format!(
-                "curl --cacert {ca} -H \"Authorization: Bearer {}\" '{base}/zoom/status'",
-                token("sub=alice&roles=viewers&tenant=acme")
-            ),
-            expect: 200,
-        },
-        Example {
-            what: "her Meeting SDK answer now carries her ZAK and an OBF token for this meeting",
-            command: format!(
-                "curl --cacert {ca} -H \"Authorization: Bearer {}\" -d '{{\"meetingNumber\": 85746065432}}' '{base}/api/sdk-join'",
-                token("sub=alice&roles=viewers&tenant=acme")
-            ),
-            expect: 200,
-        },
-        Example {
-            what: "a Vonage client token for a meeting host: role moderator (from the token's roles), connection data from its claims",
-            command: format!(
-                "curl --cacert {ca} -H \"Authorization: Bearer {}\" -d '{{}}' '{base}/api/video/sessions/{DEMO_VONAGE_SESSION}/token'",
-                token("sub=hana&roles=meeting-hosts&tenant=acme")
-            ),
-            expect: 200,
-        },
-        Example {
-            what: "a viewer gets a subscriber token; asking for moderator is 403 role_not_permitted",
-            command: format!(
-                "curl -i --cacert {ca} -H \"Authorization: Bearer {}\" -d '{{\"role\": \"moderator\"}}' '{base}/api/video/sessions/{DEMO_VONAGE_SESSION}/token'",
-                token("sub=pat&roles=viewers&tenant=acme")
-            ),
-            expect: 403,
-        },
-        Example {
-            what: "the app's join endpoint receives a minted X-Zoom-Signature (see the echoed headers)",
-            command: format!(
-                "curl --cacert {ca} -H \"Authorization: Bearer {}\" '{base}/api/meetings/85746065432/join?role=1'",
-                token("sub=hana&roles=meeting-hosts&tenant=acme")
-            ),
-            expect: 200,
-        },
-        Example {
-            what: "no token: 401 with WWW-Authenticate",
-            command: format!("curl -i --cacert {ca} '{base}/api/orgs/acme/meetings'"),
-            expect: 401,
-        },
-        Example {
-            what: "Zoom's URL validation, signed with the demo secret token: answered by the gateway",
-            command: format!(
-                "B='{{\"event\":\"endpoint.url_validation\",\"payload\":{{\"plainToken\":\"demo-plain-token\"}}}}'; TS=$(date +%s); \
-                 curl --cacert {ca} -H \"x-zm-request-timestamp: $TS\" \
-                 -H \"x-zm-signature: v0=$(printf 'v0:%s:%s' \"$TS\" \"$B\" | openssl dgst -sha256 -hmac demo-webhook-secret | sed 's/^.*= //')\" \
-                 -d \"$B\" '{base}/webhooks/zoom'"
-            ),
-            expect: 200,
-        },
-        Example {
-            what: "an unsigned webhook never reaches the app: 401",
-            command: format!("curl -i --cacert {ca} -d '{{\"event\":\"meeting.started\"}}' '{base}/webhooks/zoom'"),
-            expect: 401,
-        },
-        Example {
-            what: "a path capture route that only allows GET: DELETE is 405 with Allow",
-            command: format!("curl -i --cacert {ca} -X DELETE '{base}/api/items/42'"),
-            expect: 405,
-        },
-        Example {
-            what: "TRACE is never forwarded (an upstream would echo the injected credentials back): 405",
-            command: format!("curl -i --cacert {ca} -X TRACE '{base}/public/hello'"),
-            expect: 405,
-        },
-        Example {
-            what: "an encoded slash is refused before routing: 400",
-            command: format!("curl -i --cacert {ca} '{base}/public/..%2fadmin'"),
-            expect: 400,
-        },
-        Example {
-            what: "no route: 404 with a JSON error",
-            command: format!("curl -i --cacert {ca} '{base}/nowhere'"),
-            expect: 404,
-        },
-    ];
-    if let Some(admin) = admin {
-        lines.push(Example {
-            what: "readiness on the admin listener: can this gateway serve (degraded parts named)",
-            command: format!("curl 'http://{admin}/readyz'"),
-            expect: 200,
-        });
-        lines.push(Example {
-            what: "strict readiness: 200 only when every identity has keys and every credential a token",
-            command: format!("curl 'http://{admin}/readyz?strict=1'"),
-            expect: 200,
-        });
-        lines.push(Example {
-            what: "Prometheus metrics: requests, decisions, JWKS, credentials, webhooks, reloads",
-            command: format!("curl 'http://{admin}/metrics'"),
-            expect: 200,
-        });
+    let admin = admin.map(|a| a.to_string());
+    let issuer = format!("http://{issuer}");
+    example_templates()
+        .filter(|t| admin.is_some() || !t.command.contains("{admin}"))
+        .map(|t| Example {
+            what: t.what,
+            expect: t.expect,
+            command: with_tokens(t.command, &issuer)
+                .replace("{ca}", &ca)
+                .replace("{base}", &base)
+                .replace("{admin}", admin.as_deref().unwrap_or_default())
+                .replace("{vonage_session}", DEMO_VONAGE_SESSION),
+        })
+        .collect()
+}
+
+/// One entry of `examples.txt`, its command still a template.
+struct Template {
+    expect: u16,
+    what: &'static str,
+    command: &'static str,
+}
+
+/// The entries of `examples.txt`, in order. The file is part of the binary
+/// and a unit test reads all of it, so a malformed entry cannot ship.
+fn example_templates() -> impl Iterator<Item = Template> {
+    let mut lines = EXAMPLES
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'));
+    std::iter::from_fn(move || {
+        let head = lines.next()?;
+        let (status, what) = head.split_once(' ').expect("examples.txt: `STATUS what`");
+        Some(Template {
+            expect: status.parse().expect("examples.txt: a numeric status"),
+            what,
+            command: lines
+                .next()
+                .expect("examples.txt: a command after each `STATUS what`"),
+        })
+    })
+}
+
+/// Replaces each `{token:QUERY}` with a call to the development issuer.
+fn with_tokens(command: &str, issuer: &str) -> String {
+    const OPEN: &str = "{token:";
+    let mut out = String::new();
+    let mut rest = command;
+    while let Some(start) = rest.find(OPEN) {
+        let query_and_rest = &rest[start + OPEN.len()..];
+        let end = query_and_rest
+            .find('}')
+            .expect("examples.txt: `{token:QUERY}` closed");
+        out.push_str(&rest[..start]);
+        out.push_str(&format!(
+            "$(curl -s '{issuer}/token?{}')",
+            &query_and_rest[..end]
+        ));
+        rest = &query_and_rest[end + 1..];
     }
-    lines
+    out.push_str(rest);
+    out
 }
 
 /// A development OIDC issuer: a fresh P-256 key, discovery, JWKS, and
@@ -450,4 +328,53 @@ async fn echo(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, hyper::Er
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filled(admin: Option<SocketAddr>) -> Vec<Example> {
+        let addr: SocketAddr = "127.0.0.1:8443".parse().unwrap();
+        examples(Path::new("/tmp/ca.pem"), addr, admin, addr)
+    }
+
+    #[test]
+    fn every_example_is_well_formed_and_filled_in() {
+        let all = filled(Some("127.0.0.1:9901".parse().unwrap()));
+        assert_eq!(all.len(), 27);
+        for ex in &all {
+            assert!((100..600).contains(&ex.expect), "{}", ex.what);
+            assert!(!ex.what.is_empty());
+            assert!(
+                ex.command.starts_with("curl ") || ex.command.starts_with("B="),
+                "{}",
+                ex.command
+            );
+            // No placeholder is left: `{` before a name is one (JSON bodies have `{"`).
+            let left = ex
+                .command
+                .match_indices('{')
+                .any(|(i, _)| ex.command[i + 1..].starts_with(|c: char| c.is_ascii_lowercase()));
+            assert!(!left, "unfilled placeholder in {}", ex.command);
+        }
+        let token = &all[2].command;
+        assert!(token.contains(
+            "$(curl -s 'http://127.0.0.1:8443/token?sub=alice&roles=meeting-creators&tenant=acme')"
+        ));
+        assert!(all[26].command.contains("'http://127.0.0.1:9901/metrics'"));
+    }
+
+    #[test]
+    fn admin_examples_only_with_an_admin_listener() {
+        let with = filled(Some("127.0.0.1:9901".parse().unwrap()));
+        let without = filled(None);
+        assert_eq!(without.len(), 24);
+        for (a, b) in without.iter().zip(&with) {
+            assert_eq!(a.command, b.command);
+        }
+        assert!(with[24..]
+            .iter()
+            .all(|ex| ex.command.contains("http://127.0.0.1:9901/")));
+    }
 }
