@@ -222,24 +222,27 @@ struct Builder<'a, 'i> {
     route_names: Vec<Option<String>>,
 }
 
-const DEFAULT_MAX_HEADER_BYTES: u64 = 16 * 1024;
-const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
-const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 5_000;
-const DEFAULT_UPSTREAM_TIMEOUT_MS: u64 = 15_000;
-// nginx's send_timeout, proxy_read_timeout and keepalive_timeout are in the
-// same range: long enough for slow links and quiet streams, short enough
-// that a client or upstream that stopped cannot pin a connection for long.
-const DEFAULT_SEND_TIMEOUT_MS: u64 = 60_000;
-const DEFAULT_UPSTREAM_BODY_TIMEOUT_MS: u64 = 60_000;
-const DEFAULT_HTTP2_IDLE_TIMEOUT_MS: u64 = 60_000;
-/// The longest body-progress or idle bound: a day. Longer is a typo or a
-/// wish for "never", which these bounds exist to rule out.
+/// The longest body-progress or idle bound (`[limits]`): a day. Longer is
+/// a typo or a wish for "never", which these bounds exist to rule out, and a
+/// deadline far in the future would overflow `Instant` arithmetic.
 const MAX_PROGRESS_TIMEOUT_MS: u64 = 86_400_000;
-const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 30_000;
+/// `[server] shutdown_grace_ms` by default: Kubernetes' default
+/// `terminationGracePeriodSeconds`, so in-flight requests get all the time
+/// the platform gives before it kills the process.
+const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// The longest `drain_ms`: a drain window longer than this is a typo.
 const MAX_DRAIN: Duration = Duration::from_secs(600);
-const DEFAULT_READINESS_GRACE_MS: u64 = 10_000;
+/// `[server] readiness_grace_ms` by default: the first fetch of keys and
+/// tokens takes well under a second from healthy endpoints, so 10 s lets a
+/// slow start finish before `/readyz` answers, while an unreachable one
+/// delays a rollout only briefly (`/readyz` then names it under `degraded`).
+const DEFAULT_READINESS_GRACE: Duration = Duration::from_secs(10);
+/// The longest `readiness_grace_ms`, as for `drain_ms`.
 const MAX_READINESS_GRACE_MS: u64 = 600_000;
+/// `[cluster] timeout_ms` by default: Redis answers in about a millisecond
+/// on a healthy network, and every operation falls back to the in-process
+/// store (grants: 503) when it does not, so a short wait costs little.
+const DEFAULT_CLUSTER_TIMEOUT: Duration = Duration::from_millis(250);
 const ZOOM_S2S_TOKEN_URL: &str = "https://zoom.us/oauth/token";
 
 /// Algorithms an identity may allow: asymmetric only (docs/BEHAVIOUR.md item 18).
@@ -358,23 +361,24 @@ impl Builder<'_, '_> {
         self.file.parent().unwrap_or_else(|| Path::new("."))
     }
 
-    fn millis(&mut self, v: Option<u64>, default: u64, path: &KeyPath) -> Duration {
-        let ms = v.unwrap_or(default);
+    /// Milliseconds above 0; `default` when the key is left out.
+    fn millis(&mut self, v: Option<u64>, default: Duration, path: &KeyPath) -> Duration {
+        let Some(ms) = v else { return default };
         if ms == 0 {
             self.err(path, "must be greater than 0");
         }
         Duration::from_millis(ms)
     }
 
-    /// Milliseconds in `1..=max`.
+    /// Milliseconds in `1..=max`; `default` when the key is left out.
     fn millis_at_most(
         &mut self,
         v: Option<u64>,
-        default: u64,
+        default: Duration,
         max: u64,
         path: &KeyPath,
     ) -> Duration {
-        let ms = v.unwrap_or(default);
+        let Some(ms) = v else { return default };
         if !(1..=max).contains(&ms) {
             self.err(path, format!("must lie in 1..={max}"));
         }

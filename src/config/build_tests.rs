@@ -287,6 +287,40 @@ fn the_example_file_builds() {
     assert!(matches!(snap.routes[15].authenticate, Authenticate::None));
 }
 
+/// The defaults the README's `[server]` and `[limits]` tables state are the
+/// ones a configuration that leaves those keys out gets.
+#[test]
+fn the_readme_states_the_defaults_in_force() {
+    let readme = include_str!("../../README.md");
+    let stated = |key: &str| -> u64 {
+        let row = format!("| `{key}` | ");
+        let rows: Vec<&str> = readme.lines().filter(|l| l.starts_with(&row)).collect();
+        assert_eq!(rows.len(), 1, "README rows for `{key}`: {rows:?}");
+        let default = rows[0].split('|').nth(2).unwrap_or_default().trim();
+        default
+            .parse()
+            .unwrap_or_else(|_| panic!("`{key}` default {default:?}"))
+    };
+    let snap = try_build("").unwrap_or_else(|e| panic!("{e:#?}"));
+    let (server, limits) = (&snap.server, &snap.limits);
+    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    for (key, in_force) in [
+        ("shutdown_grace_ms", ms(server.shutdown_grace)),
+        ("drain_ms", ms(server.drain)),
+        ("readiness_grace_ms", ms(server.readiness_grace)),
+        ("max_header_bytes", limits.max_header_bytes as u64),
+        ("max_body_bytes", limits.max_body_bytes as u64),
+        ("header_read_timeout_ms", ms(limits.header_read_timeout)),
+        ("upstream_timeout_ms", ms(limits.upstream_timeout)),
+        ("token_cache_bytes", limits.token_cache_bytes),
+        ("send_timeout_ms", ms(limits.send_timeout)),
+        ("upstream_body_timeout_ms", ms(limits.upstream_body_timeout)),
+        ("http2_idle_timeout_ms", ms(limits.http2_idle_timeout)),
+    ] {
+        assert_eq!(stated(key), in_force, "`{key}`");
+    }
+}
+
 use crate::test_vectors::vector;
 
 #[test]

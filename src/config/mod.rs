@@ -145,10 +145,6 @@ pub struct ServerSettings {
     pub proxy_protocol_plain: bool,
 }
 
-/// What the verified-token cache may hold by default, in estimated bytes of
-/// cached principals (`[limits] token_cache_bytes`).
-pub const DEFAULT_TOKEN_CACHE_BYTES: u64 = 64 * 1024 * 1024;
-
 /// `[limits]`
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -166,6 +162,42 @@ pub struct Limits {
     pub upstream_body_timeout: Duration,
     /// An HTTP/2 connection with no open stream for this long gets GOAWAY.
     pub http2_idle_timeout: Duration,
+}
+
+impl Limits {
+    /// What each `[limits]` key is when the operator leaves it out (the
+    /// defaults the README's `[limits]` table states), and why that value.
+    pub const DEFAULT: Limits = Limits {
+        // Room for the largest bearer token accepted (8 KiB,
+        // `pipeline::authn::jwt::MAX_TOKEN_BYTES`) beside cookies and the
+        // usual headers; every connection may hold this much while its head
+        // is read, so it stays small.
+        max_header_bytes: 16 * 1024,
+        // Only bodies the gateway buffers count (webhook deliveries,
+        // signature requests: small JSON), so 1 MiB is ample yet bounds
+        // what one request can make it hold; proxied bodies stream.
+        max_body_bytes: 1024 * 1024,
+        // A real client sends its head (and finishes the TLS handshake)
+        // right after connecting; one that trickles it (slowloris) holds a
+        // socket for at most 5 s. Also an idle keep-alive connection's wait.
+        header_read_timeout: Duration::from_millis(5_000),
+        // Generous for an app endpoint or a token endpoint, yet short of the
+        // 30-60 s after which clients and load balancers commonly give up,
+        // so the caller gets the gateway's 504 (or 503) rather than a
+        // dropped connection.
+        upstream_timeout: Duration::from_millis(15_000),
+        // An entry is the principal's estimated size plus 256 bytes of
+        // bookkeeping, so 64 MiB remembers tens of thousands of callers'
+        // tokens even with large claims, a small share of the process.
+        token_cache_bytes: 64 * 1024 * 1024,
+        // The three progress and idle bounds: nginx's send_timeout,
+        // proxy_read_timeout and keepalive_timeout are in the same range,
+        // long enough for slow links and quiet streams, short enough that a
+        // client or upstream that stopped cannot pin a connection for long.
+        send_timeout: Duration::from_millis(60_000),
+        upstream_body_timeout: Duration::from_millis(60_000),
+        http2_idle_timeout: Duration::from_millis(60_000),
+    };
 }
 
 /// `[audit]`

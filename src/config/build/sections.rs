@@ -33,7 +33,7 @@ impl Builder<'_, '_> {
         let key = self.required(&s.tls_key, &p.key("tls_key")).cloned();
         let shutdown_grace = self.millis(
             s.shutdown_grace_ms,
-            DEFAULT_SHUTDOWN_GRACE_MS,
+            DEFAULT_SHUTDOWN_GRACE,
             &p.key("shutdown_grace_ms"),
         );
         let drain = Duration::from_millis(s.drain_ms.unwrap_or(0));
@@ -45,7 +45,7 @@ impl Builder<'_, '_> {
         }
         let readiness_grace = self.millis_at_most(
             s.readiness_grace_ms,
-            DEFAULT_READINESS_GRACE_MS,
+            DEFAULT_READINESS_GRACE,
             MAX_READINESS_GRACE_MS,
             &p.key("readiness_grace_ms"),
         );
@@ -193,24 +193,23 @@ impl Builder<'_, '_> {
     }
 
     pub(super) fn limits(&mut self, l: &RawLimits, p: &KeyPath) -> Limits {
-        let max_header_bytes = l.max_header_bytes.unwrap_or(DEFAULT_MAX_HEADER_BYTES);
+        let d = Limits::DEFAULT;
+        let max_header_bytes = l.max_header_bytes.unwrap_or(d.max_header_bytes as u64);
         if !(1024..=1024 * 1024).contains(&max_header_bytes) {
             self.err(&p.key("max_header_bytes"), "must lie in 1024..=1048576");
         }
-        let max_body_bytes = l.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
+        let max_body_bytes = l.max_body_bytes.unwrap_or(d.max_body_bytes as u64);
         if max_body_bytes == 0 || max_body_bytes > 1 << 30 {
             self.err(&p.key("max_body_bytes"), "must lie in 1..=1073741824");
         }
-        let token_cache_bytes = l.token_cache_bytes.unwrap_or(DEFAULT_TOKEN_CACHE_BYTES);
+        let token_cache_bytes = l.token_cache_bytes.unwrap_or(d.token_cache_bytes);
         if !((1 << 20)..=(1 << 34)).contains(&token_cache_bytes) {
             self.err(
                 &p.key("token_cache_bytes"),
                 "must lie in 1048576..=17179869184 (1 MiB to 16 GiB)",
             );
         }
-        // Every progress and idle bound is at most a day: a deadline far in
-        // the future would overflow `Instant` arithmetic.
-        let mut progress = |v: Option<u64>, default: u64, key: &str| {
+        let mut progress = |v: Option<u64>, default: Duration, key: &str| {
             self.millis_at_most(v, default, MAX_PROGRESS_TIMEOUT_MS, &p.key(key))
         };
         Limits {
@@ -218,28 +217,24 @@ impl Builder<'_, '_> {
             max_body_bytes: max_body_bytes as usize,
             header_read_timeout: progress(
                 l.header_read_timeout_ms,
-                DEFAULT_HEADER_READ_TIMEOUT_MS,
+                d.header_read_timeout,
                 "header_read_timeout_ms",
             ),
             upstream_timeout: progress(
                 l.upstream_timeout_ms,
-                DEFAULT_UPSTREAM_TIMEOUT_MS,
+                d.upstream_timeout,
                 "upstream_timeout_ms",
             ),
             token_cache_bytes,
-            send_timeout: progress(
-                l.send_timeout_ms,
-                DEFAULT_SEND_TIMEOUT_MS,
-                "send_timeout_ms",
-            ),
+            send_timeout: progress(l.send_timeout_ms, d.send_timeout, "send_timeout_ms"),
             upstream_body_timeout: progress(
                 l.upstream_body_timeout_ms,
-                DEFAULT_UPSTREAM_BODY_TIMEOUT_MS,
+                d.upstream_body_timeout,
                 "upstream_body_timeout_ms",
             ),
             http2_idle_timeout: progress(
                 l.http2_idle_timeout_ms,
-                DEFAULT_HTTP2_IDLE_TIMEOUT_MS,
+                d.http2_idle_timeout,
                 "http2_idle_timeout_ms",
             ),
         }
@@ -273,7 +268,7 @@ impl Builder<'_, '_> {
                 .key_prefix
                 .clone()
                 .unwrap_or_else(|| "meetgate:".to_owned()),
-            timeout: self.millis(c.timeout_ms, 250, &p.key("timeout_ms")),
+            timeout: self.millis(c.timeout_ms, DEFAULT_CLUSTER_TIMEOUT, &p.key("timeout_ms")),
             roots: roots.clone(),
         };
         if let (false, Err(e)) = (unread, redis_target(&settings)) {

@@ -29,8 +29,6 @@ use crate::live::LiveIdentity;
 /// Tokens larger than this are refused before any parsing.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
-pub use crate::config::DEFAULT_TOKEN_CACHE_BYTES;
-
 /// Bookkeeping per cache entry beyond the principal itself (key, moka's
 /// node and expiry wheel entry, the `Arc`).
 const ENTRY_OVERHEAD: usize = 256;
@@ -92,7 +90,10 @@ impl Entries {
 
 impl Default for TokenCache {
     fn default() -> Self {
-        Self::new(Default::default(), DEFAULT_TOKEN_CACHE_BYTES)
+        Self::new(
+            Default::default(),
+            crate::config::Limits::DEFAULT.token_cache_bytes,
+        )
     }
 }
 
