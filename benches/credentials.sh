@@ -17,7 +17,9 @@
 # Knobs: ROUNDS (3), DUR (8s), CONNS (32), OBF_DUR (15s), OBF_CONNS (4), LATENCY_MS (20),
 # BIN / STAND_IN (use these binaries instead of building: cargo build --release),
 # PROFILE="route ..." (profile those routes instead of measuring: perf record -e cpu-clock on
-# meetgate during one DUR run each; DIR/cred/perf-ROUTE.txt has the top symbols).
+# meetgate during one DUR run each; DIR/cred/perf-ROUTE.txt has the top symbols),
+# and the same OBF call through a bare TLS proxy hop (nginx, benches/peers/conf/nginx-pass.conf,
+# on meetgate's CPU, keep-alive to the stand-in): the floor any proxy hop adds on this machine.
 # Output: DIR/cred/runs.tsv (raw), DIR/cred/summary.txt.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -50,6 +52,10 @@ taskset -c "$LOAD_CPU" nginx -c "$RUN/upstream-nginx.conf" -p "$RUN/" -e "$RUN/u
 PIDS+=($!); wait_port 18080
 taskset -c "$LOAD_CPU" "$STAND_IN" 127.0.0.1:18091 benchZoomApp bench-zoom-app-secret "$LATENCY_MS" "$DIRECT" > "$RUN/zoom.out" 2>&1 &
 PIDS+=($!); wait_port 18091
+sed -e "s#@DIR@/run/#$RUN/#g" -e "s#@DIR@#$DIR#g" -e "s#127.0.0.1:18080;#127.0.0.1:18091;#" -e "s#nginx-pass#nginx-hop#g" \
+    "$ROOT/benches/peers/conf/nginx-pass.conf" > "$RUN/nginx-hop.conf"
+taskset -c "$SRV_CPU" nginx -c "$RUN/nginx-hop.conf" -p "$RUN/" -e "$RUN/nginx-hop-error.log" > "$RUN/nginx-hop.out" 2>&1 &
+PIDS+=($!); wait_port 18441
 RUST_LOG=warn taskset -c "$SRV_CPU" "$BIN" --log-format json run --config "$RUN/meetgate.toml" > "$RUN/meetgate.out" 2>&1 &
 MPID=$!; PIDS+=($MPID)
 wait_port 18446 || { echo "meetgate did not start: $RUN/meetgate.out"; exit 1; }
@@ -120,6 +126,7 @@ for round in $(seq "$ROUNDS"); do
   done
   run "$round" sdk-obf "$OBF_CONNS" "$OBF_DUR" "$URL${PATHS[sdk-obf]}" "$SDK_BODY" | tee -a "$RES"
   AUTH=$DIRECT run "$round" zoom-direct "$OBF_CONNS" "$OBF_DUR" "$ZOOM/v2/users/me/token?type=onbehalf&meeting_id=85746065432" | tee -a "$RES"
+  AUTH=$DIRECT run "$round" nginx-hop "$OBF_CONNS" "$OBF_DUR" "https://127.0.0.1:18441/v2/users/me/token?type=onbehalf&meeting_id=85746065432" | tee -a "$RES"
   run "$round" sdk-signature-low "$OBF_CONNS" "$OBF_DUR" "$URL${PATHS[sdk-signature]}" "$SDK_BODY" | tee -a "$RES"
 done
 
@@ -127,15 +134,15 @@ done
 {
   echo "binary: $BIN ($("$BIN" --version 2>/dev/null || echo "?")); repository at $(git -C "$ROOT" rev-parse --short HEAD)"
   echo "$ROUNDS rounds; throughput: wrk -t1 -c$CONNS -d$DUR over TLS; OBF: -c$OBF_CONNS -d$OBF_DUR, stand-in latency ${LATENCY_MS} ms"
-  echo "meetgate on CPU $SRV_CPU; nginx (JWKS), the Zoom stand-in and wrk on CPU $LOAD_CPU"
+  echo "meetgate and the nginx hop on CPU $SRV_CPU; nginx (JWKS), the Zoom stand-in and wrk on CPU $LOAD_CPU"
   awk -F'\t' 'NR > 1 { k = $2; n[k]++; rps[k, n[k]] = $4; us[k, n[k]] = $5; p50[k, n[k]] = $6; p99[k, n[k]] = $7 }
     function med(a, k, m,   i, j, v, x) { for (i = 1; i <= m; i++) v[i] = a[k, i]
       for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++) if (v[j] < v[i]) { x = v[i]; v[i] = v[j]; v[j] = x }
       return (m % 2) ? v[(m + 1) / 2] : (v[m / 2] + v[m / 2 + 1]) / 2 }
     END {
-      split("sdk-signature sdk-zak vonage opentok-t1 opentok-jwt sdk-obf zoom-direct sdk-signature-low", R, " ")
+      split("sdk-signature sdk-zak vonage opentok-t1 opentok-jwt sdk-obf zoom-direct nginx-hop sdk-signature-low", R, " ")
       printf "\n%-18s %8s %8s %8s %8s   (medians of %d rounds)\n", "route", "req/s", "srv_us", "p50_ms", "p99_ms", n["sdk-zak"]
-      for (i = 1; i <= 8; i++) { k = R[i]; m = n[k]; if (!m) continue
+      for (i = 1; i <= 9; i++) { k = R[i]; m = n[k]; if (!m) continue
         A[k] = med(rps, k, m); U[k] = med(us, k, m); P[k] = med(p99, k, m); Q[k] = med(p50, k, m)
         printf "%-18s %8d %8.1f %8.3f %8.3f\n", k, A[k], U[k], Q[k], P[k] }
       b = A["sdk-signature"]
@@ -145,5 +152,6 @@ done
       printf "OpenTok T1 / sdk-signature: %.2f, OpenTok JWT / sdk-signature: %.2f\n", A["opentok-t1"] / b, A["opentok-jwt"] / b
       d99 = P["sdk-obf"] - P["zoom-direct"]; d50 = Q["sdk-obf"] - Q["zoom-direct"]
       printf "OBF through the gateway vs the stand-in called directly: p99 %+.3f ms, p50 %+.3f ms (bound: p99 <= 1 ms more): %s\n", d99, d50, (d99 <= 1) ? "met" : "NOT met"
+      printf "  the same call through a bare TLS proxy hop (nginx): p99 %+.3f ms, p50 %+.3f ms over direct; the gateway over that hop: p99 %+.3f ms, p50 %+.3f ms\n", P["nginx-hop"] - P["zoom-direct"], Q["nginx-hop"] - Q["zoom-direct"], P["sdk-obf"] - P["nginx-hop"], Q["sdk-obf"] - Q["nginx-hop"]
     }' "$RES"
 } | tee "$OUT/summary.txt"

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use criterion::{criterion_group, criterion_main, Criterion};
 use meetgate::config::{build, BuildMode};
 use meetgate::credentials::oauth::CredentialRegistry;
-use meetgate::credentials::{mint, vonage};
+use meetgate::credentials::{mint, opentok, vonage};
 
 fn bench(c: &mut Criterion) {
     let now = 1_700_000_000;
@@ -45,6 +45,27 @@ fn bench(c: &mut Criterion) {
                 now,
             )
         })
+    });
+
+    // OpenTok client tokens in both formats, as the respond route makes
+    // them (a fresh nonce each).
+    let ot_session = "1_MX4xMjM0NTY3OH5-MTc2NzIyNTYwMDAwMH5hYmNkZWZnaGlqa2xtbn5-fg";
+    let ot_secret: &[u8] = b"0123456789abcdef0123456789abcdef01234567";
+    let ot_data = || opentok::TokenData {
+        session_id: ot_session,
+        create_time: now,
+        nonce: opentok::random_nonce(),
+        role: vonage::ClientRole::Publisher,
+        expire_time: now + 86_400,
+        connection_data: Some(r#"{"sub":"user123"}"#),
+        initial_layout_class_list: String::new(),
+        scope: "session.connect",
+    };
+    c.bench_function("mint_opentok_t1", |b| {
+        b.iter(|| opentok::t1_token("12345678", ot_secret, &ot_data()))
+    });
+    c.bench_function("mint_opentok_jwt", |b| {
+        b.iter(|| opentok::jwt_token("12345678", ot_secret, &ot_data(), now))
     });
 
     // Vonage: the RS256 signature a client token or an application JWT
