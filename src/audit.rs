@@ -40,7 +40,13 @@ pub struct AuditRecord<'a> {
     pub reason: &'a str,
     pub status: u16,
     pub upstream_ms: Option<u64>,
+    /// From the request head to the response head.
     pub total_ms: u64,
+    /// Request body bytes the gateway read (forwarded or held).
+    pub request_bytes: u64,
+    /// Response body bytes handed to the client connection (the line is
+    /// written when the response body ends, or when the client goes away).
+    pub response_bytes: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub credential: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -188,6 +194,8 @@ mod tests {
             status: 200,
             upstream_ms: Some(1),
             total_ms: 2,
+            request_bytes: 0,
+            response_bytes: 2,
             credential: None,
             granted_role: None,
         };

@@ -6,6 +6,8 @@
 //! it must forward exactly as received).
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -26,8 +28,9 @@ pin_project_lite::pin_project! {
     pub enum GatewayBody {
         /// Bytes held by the gateway.
         Full { data: Option<Bytes> },
-        /// A client's or upstream's body, streamed through.
-        Stream { #[pin] inner: Incoming },
+        /// A client's or upstream's body, streamed through; `count` (for
+        /// an audited request's body) adds up its bytes.
+        Stream { #[pin] inner: Incoming, count: Option<Arc<AtomicU64>> },
         /// A plain-HTTP upstream's body, streamed through; its connection
         /// goes back to the pool once the body has ended.
         Leased { #[pin] inner: Incoming, lease: Lease },
@@ -53,9 +56,9 @@ impl GatewayBody {
         GatewayBody::Full { data: None }
     }
 
-    /// A streamed body.
-    pub fn stream(inner: Incoming) -> Self {
-        GatewayBody::Stream { inner }
+    /// A peer's body streamed through, its bytes added to `count`.
+    pub fn stream(inner: Incoming, count: Option<Arc<AtomicU64>>) -> Self {
+        GatewayBody::Stream { inner, count }
     }
 
     /// A streamed upstream body holding its pooled connection.
@@ -84,7 +87,15 @@ impl Body for GatewayBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project() {
             GatewayBodyProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            GatewayBodyProj::Stream { inner } => inner.poll_frame(cx).map_err(Into::into),
+            GatewayBodyProj::Stream { inner, count } => {
+                let frame = std::task::ready!(inner.poll_frame(cx));
+                if let (Some(count), Some(Ok(f))) = (count.as_ref(), frame.as_ref()) {
+                    if let Some(data) = f.data_ref() {
+                        count.fetch_add(data.len() as u64, Ordering::Relaxed);
+                    }
+                }
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
             GatewayBodyProj::Leased { mut inner, lease } => {
                 let frame = std::task::ready!(inner.as_mut().poll_frame(cx));
                 if frame.is_none() || inner.is_end_stream() {
@@ -98,7 +109,7 @@ impl Body for GatewayBody {
     fn is_end_stream(&self) -> bool {
         match self {
             GatewayBody::Full { data } => data.is_none(),
-            GatewayBody::Stream { inner } | GatewayBody::Leased { inner, .. } => {
+            GatewayBody::Stream { inner, .. } | GatewayBody::Leased { inner, .. } => {
                 inner.is_end_stream()
             }
         }
@@ -109,7 +120,9 @@ impl Body for GatewayBody {
             GatewayBody::Full { data } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
-            GatewayBody::Stream { inner } | GatewayBody::Leased { inner, .. } => inner.size_hint(),
+            GatewayBody::Stream { inner, .. } | GatewayBody::Leased { inner, .. } => {
+                inner.size_hint()
+            }
         }
     }
 }

@@ -133,13 +133,18 @@ impl Cluster {
         let new = match wanted {
             None => None,
             Some((s, fingerprint)) => match endpoint(s) {
-                Ok(ep) => Some(Link::start(
-                    ep,
-                    s,
-                    fingerprint,
-                    self.metrics.clone(),
-                    self.replica.clone(),
-                )),
+                Ok(ep) => Some({
+                    // Down until the new link connects (absent without
+                    // `[cluster]`).
+                    self.metrics.set_cluster_store_up(Some(false));
+                    Link::start(
+                        ep,
+                        s,
+                        fingerprint,
+                        self.metrics.clone(),
+                        self.replica.clone(),
+                    )
+                }),
                 Err(e) => {
                     // Validation catches this first; keep serving locally.
                     tracing::error!(error = %e, "cluster.redis_url unusable; stores stay in-process");
@@ -147,6 +152,9 @@ impl Cluster {
                 }
             },
         };
+        if new.is_none() {
+            self.metrics.set_cluster_store_up(None);
+        }
         if let Some(old) = self.link.swap(new) {
             old.stop();
         }
@@ -243,7 +251,7 @@ impl Link {
                         }
                         self.conn.store(Some(Arc::new(conn)));
                         self.up.store(true, Ordering::SeqCst);
-                        self.metrics.cluster_store_up.set(1);
+                        self.metrics.set_cluster_store_up(Some(true));
                         self.tried.send_replace(true);
                         tracing::info!(redis = ?self.endpoint, "cluster store: Redis connected; sharing webhook keys and tokens");
                         logged_down = false;
@@ -332,7 +340,9 @@ impl Link {
                     _ => format!("no answer within {} ms", self.timeout.as_millis()),
                 };
                 if self.up.swap(false, Ordering::SeqCst) {
-                    self.metrics.cluster_store_up.set(0);
+                    if !self.stopped.load(Ordering::SeqCst) {
+                        self.metrics.set_cluster_store_up(Some(false));
+                    }
                     tracing::warn!(redis = ?self.endpoint, error, "cluster store: Redis operation failed; falling back to in-process stores");
                 }
                 self.conn.store(None);

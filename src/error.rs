@@ -100,12 +100,40 @@ pub enum GatewayError {
     /// The upstream did not answer within `limits.upstream_timeout_ms`.
     #[error("upstream {upstream} timed out")]
     UpstreamTimeout { upstream: String },
+
+    /// A refusal with what exactly was wrong, in safe terms, for the
+    /// operator's log (expected vs received issuer or audience, how long
+    /// ago the token expired, the failing rule): the caller is answered as
+    /// for `error` alone.
+    #[error("{error} ({detail})")]
+    Explained {
+        error: Box<GatewayError>,
+        detail: String,
+    },
 }
 
 impl GatewayError {
+    /// This refusal with `detail` for the operator's log (see
+    /// [`GatewayError::Explained`]).
+    pub fn explained(self, detail: impl Into<String>) -> Self {
+        GatewayError::Explained {
+            error: Box::new(self),
+            detail: detail.into(),
+        }
+    }
+
+    /// What exactly was wrong, when the stage that refused said so.
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            GatewayError::Explained { detail, .. } => Some(detail),
+            _ => None,
+        }
+    }
+
     /// The HTTP status for this error.
     pub fn status(&self) -> StatusCode {
         match self {
+            GatewayError::Explained { error, .. } => error.status(),
             GatewayError::InvalidPath { .. } => StatusCode::BAD_REQUEST,
             GatewayError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             GatewayError::NoRoute => StatusCode::NOT_FOUND,
@@ -128,6 +156,7 @@ impl GatewayError {
     /// The stable reason code written in the body, logs and audit lines.
     pub fn code(&self) -> &'static str {
         match self {
+            GatewayError::Explained { error, .. } => error.code(),
             GatewayError::InvalidPath { .. } => "invalid_path",
             GatewayError::BadRequest { code, .. } => code,
             GatewayError::NoRoute => "no_route",
@@ -151,6 +180,7 @@ impl GatewayError {
     /// tokens or secrets: those stay in the log.
     pub fn description(&self) -> String {
         match self {
+            GatewayError::Explained { error, .. } => error.description(),
             GatewayError::InvalidPath { reason } => {
                 format!("the request path is not allowed: {reason}")
             }
@@ -186,6 +216,9 @@ impl GatewayError {
 
     /// Builds the JSON error response.
     pub fn to_response(&self) -> Response<ResBody> {
+        if let GatewayError::Explained { error, .. } = self {
+            return error.to_response();
+        }
         let mut resp = json_error(self.status(), self.code(), &self.description());
         let headers = resp.headers_mut();
         match self {
@@ -223,7 +256,8 @@ impl GatewayError {
             | GatewayError::PayloadTooLarge
             | GatewayError::UpstreamFailed { .. }
             | GatewayError::UpstreamTimeout { .. }
-            | GatewayError::ZoomUser(_) => {}
+            | GatewayError::ZoomUser(_)
+            | GatewayError::Explained { .. } => {}
         }
         resp
     }

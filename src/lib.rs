@@ -169,6 +169,8 @@ impl State {
                     .get_or_create(&metrics::ResultLabel { result: "ok" })
                     .inc();
                 self.metrics.config_generation.set(generation as i64);
+                self.metrics
+                    .set_tls_certificate_expiry(self.live.load().settings.server.tls_not_after);
                 tracing::info!(cause, generation, "configuration reloaded");
                 true
             }
@@ -317,6 +319,7 @@ pub async fn start(config_path: &Path, env: Env) -> Result<Gateway, StartError> 
         None => None,
     };
     metrics.config_generation.set(1);
+    metrics.set_tls_certificate_expiry(snap.server.tls_not_after);
     let vault_slot = live::vaults::VaultSlot::new(cluster.clone());
     let vault = vault_slot
         .sync(snap.grants.as_ref())

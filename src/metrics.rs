@@ -82,6 +82,21 @@ pub struct VersionLabel {
     pub version: &'static str,
 }
 
+/// The label set of a metric that has no labels but is only exported
+/// while the part it describes exists (a [`Family`] of it is empty, and
+/// absent from `/metrics`, until set).
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct Present;
+
+impl EncodeLabelSet for Present {
+    fn encode(
+        &self,
+        _: &mut prometheus_client::encoding::LabelSetEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        Ok(())
+    }
+}
+
 type FloatGauge = Gauge<f64, AtomicU64>;
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -146,10 +161,12 @@ metrics! {
     pub config_generation: Gauge, "meetgate_config_generation", "Generation of the configuration in force";
     pub audit_dropped: Counter, "meetgate_audit_dropped", "Audit lines dropped because the writer fell behind";
     pub cluster_store_errors: Counter, "meetgate_cluster_store_errors", "Redis operations of the [cluster] store that failed or timed out (each fell back to the in-process store)";
-    pub cluster_store_up: Gauge, "meetgate_cluster_store_up", "1 while the [cluster] Redis store answers, 0 while replicas serve from in-process stores";
+    cluster_store_up: Family<Present, Gauge>, "meetgate_cluster_store_up", "1 while the [cluster] Redis store answers, 0 while replicas serve from in-process stores (absent without [cluster])";
     pub connections_parked: Gauge, "meetgate_connections_parked", "Idle HTTP/1.1 keep-alive connections parked (holding no HTTP state until the client sends again)";
     pub ready: Gauge, "meetgate_ready", "1 while /readyz answers 200 (started, not draining), else 0";
     pub degraded: Family<ComponentLabel, Gauge>, "meetgate_degraded", "1 for a part that cannot serve right now (an identity without usable keys, a credential without a token), 0 when it can";
+    pub tls_handshake_failures: Family<ListenerReason, Counter>, "meetgate_tls_handshake_failures", "TLS handshakes that failed, by listener and reason (timeout, closed, no_shared_protocol, invalid_message, alert, other)";
+    tls_certificate_expiry: Family<Present, FloatGauge>, "meetgate_tls_certificate_expiry_timestamp", "When the certificate the TLS listener serves stops being valid (its notAfter, Unix time; absent without a TLS listener)", Seconds;
     pub proxy_protocol_refused: Family<ListenerReason, Counter>, "meetgate_proxy_protocol_refused", "Connections closed on a proxy_protocol listener, by listener and reason (untrusted_peer, invalid_header, timeout)";
     build_info: Family<VersionLabel, Gauge>, "meetgate_build_info", "Build information";
 }
@@ -162,11 +179,42 @@ impl Default for Metrics {
                 version: env!("CARGO_PKG_VERSION"),
             })
             .set(1);
+        // Present from the start, so a rate over them works before the
+        // first reload.
+        for result in ["ok", "error"] {
+            let _ = m.config_reloads.get_or_create(&ResultLabel { result });
+        }
         m
     }
 }
 
 impl Metrics {
+    /// Whether the `[cluster]` Redis store answers; `None` without
+    /// `[cluster]` (the metric is then absent).
+    pub fn set_cluster_store_up(&self, up: Option<bool>) {
+        match up {
+            Some(up) => {
+                self.cluster_store_up
+                    .get_or_create(&Present)
+                    .set(i64::from(up));
+            }
+            None => self.cluster_store_up.clear(),
+        }
+    }
+
+    /// The `notAfter` of the certificate the TLS listener serves, in Unix
+    /// seconds; `None` without a TLS listener (the metric is then absent).
+    pub fn set_tls_certificate_expiry(&self, not_after: Option<i64>) {
+        match not_after {
+            Some(t) => {
+                self.tls_certificate_expiry
+                    .get_or_create(&Present)
+                    .set(t as f64);
+            }
+            None => self.tls_certificate_expiry.clear(),
+        }
+    }
+
     /// The registry in OpenMetrics text.
     pub fn encode(&self) -> String {
         let mut out = String::new();

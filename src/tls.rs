@@ -29,9 +29,15 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 /// Loads a PEM chain and key into a server configuration offering h2 and
-/// http/1.1.
-pub fn server_config(cert: &Path, key: &Path) -> Result<ServerConfig, TlsError> {
+/// http/1.1; also returns the leaf certificate's `notAfter` (Unix seconds).
+pub fn server_config(cert: &Path, key: &Path) -> Result<(ServerConfig, i64), TlsError> {
     let certs = load_certs(cert)?;
+    let not_after = x509_parser::parse_x509_certificate(&certs[0])
+        .map(|(_, leaf)| leaf.validity().not_after.timestamp())
+        .map_err(|e| TlsError::Certs {
+            path: cert.to_owned(),
+            reason: format!("the first certificate is not valid X.509: {e}"),
+        })?;
     let key_err = |reason: String| TlsError::Key {
         path: key.to_owned(),
         reason,
@@ -43,7 +49,7 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<ServerConfig, TlsError> 
         .with_no_client_auth()
         .with_single_cert(certs, key_der)?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(cfg)
+    Ok((cfg, not_after))
 }
 
 fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
@@ -215,11 +221,36 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let certs = generate_dev_certs(&["localhost", "127.0.0.1"]).unwrap();
         let (_, cert, key) = certs.write_to(dir.path()).unwrap();
-        let cfg = server_config(&cert, &key).unwrap();
+        let (cfg, _) = server_config(&cert, &key).unwrap();
         assert_eq!(
             cfg.alpn_protocols,
             vec![b"h2".to_vec(), b"http/1.1".to_vec()]
         );
+    }
+
+    #[test]
+    fn the_leaf_certificates_not_after_is_read() {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+        let dir = tempfile::tempdir().unwrap();
+        let ca = CertifiedIssuer::self_signed(
+            {
+                let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+                p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+                p
+            },
+            KeyPair::generate().unwrap(),
+        )
+        .unwrap();
+        let mut leaf = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        leaf.not_after = rcgen::date_time_ymd(2031, 1, 2);
+        let key = KeyPair::generate().unwrap();
+        let leaf = leaf.signed_by(&key, &ca).unwrap();
+        let (cert_path, key_path) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        // The chain's leaf comes first; the CA (valid far longer) after it.
+        std::fs::write(&cert_path, format!("{}{}", leaf.pem(), ca.pem())).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        let (_, not_after) = server_config(&cert_path, &key_path).unwrap();
+        assert_eq!(not_after, 1_925_078_400, "2031-01-02T00:00:00Z");
     }
 
     #[test]

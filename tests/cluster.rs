@@ -592,6 +592,19 @@ async fn cluster_follows_reloads() {
     let route = "\n[[route]]\nname = \"p\"\npath = \"/p\"\nupstream = \"http://127.0.0.1:9\"\nauthenticate = \"none\"\n";
     let gw = TestGateway::start(route).await;
     assert!(readyz(&gw).await.1.get("cluster_store").is_none());
+    // Without [cluster] the gauge is absent (not a 0 that would page).
+    let store_up = |gw: &TestGateway| {
+        let admin = gw.gw.admin_addr.unwrap();
+        async move {
+            scrape(admin)
+                .await
+                .lines()
+                .filter(|l| l.starts_with("meetgate_cluster_store_up"))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(store_up(&gw).await, Vec::<String>::new());
     let generation = gw.generation();
     gw.rewrite(
         &format!("{}{route}", cluster_section(&redis.url(), "rl:")),
@@ -602,6 +615,7 @@ async fn cluster_follows_reloads() {
     })
     .await;
     wait_for_cluster(std::slice::from_ref(&gw), "ok").await;
+    assert_eq!(store_up(&gw).await, ["meetgate_cluster_store_up{} 1"]);
     let generation = gw.generation();
     gw.rewrite(route, true);
     wait_until("the reload", Duration::from_secs(5), || {
@@ -609,4 +623,5 @@ async fn cluster_follows_reloads() {
     })
     .await;
     assert!(readyz(&gw).await.1.get("cluster_store").is_none());
+    assert_eq!(store_up(&gw).await, Vec::<String>::new());
 }

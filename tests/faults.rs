@@ -814,6 +814,50 @@ async fn a_refused_client_is_503_until_the_fixed_secret_is_reloaded() {
     assert_eq!(admin_get(admin, "/readyz?strict=1").await.0, StatusCode::OK);
 }
 
+/// A refused client is asked about again on a slow schedule (every 60 s,
+/// README "Credentials"): the secret may be fixed at the provider, with no
+/// reload here. Takes a minute of wall time; its binary's other tests run
+/// beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_client_is_tried_again_a_minute_later_and_not_before() {
+    let (ts, tokens) = token_server().await;
+    let (api, _seen) = header_recorder().await;
+    let gw = TestGateway::start(&s2s_config(ts, api, "a-secret-revoked-at-zoom", "")).await;
+    wait_until("the refused start-up fetch", Duration::from_secs(5), || {
+        tokens.requests.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+    let first = Instant::now();
+    // Requests meanwhile are answered 503 without asking the endpoint.
+    for _ in 0..3 {
+        assert_eq!(
+            get(&gw.h1(), &gw.url("/zoom/me"), &[]).await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+    while tokens.requests.load(Ordering::SeqCst) < 2 {
+        assert!(
+            first.elapsed() < Duration::from_secs(75),
+            "no second attempt within 75 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let interval = first.elapsed();
+    assert!(
+        (Duration::from_secs(58)..Duration::from_secs(63)).contains(&interval),
+        "retried after {interval:?}, not on the 60 s schedule"
+    );
+    let m = scrape(gw.gw.admin_addr.unwrap()).await;
+    assert_eq!(
+        metric(
+            &m,
+            r#"meetgate_credential_fetches_total{credential="zoom_api",result="config_error"}"#
+        ),
+        2.0,
+        "{m}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_token_endpoint_costs_requests_at_most_the_upstream_timeout_then_recovers() {
     let (ts, tokens) = token_server().await;

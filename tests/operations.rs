@@ -824,3 +824,100 @@ async fn the_audit_file_is_reopened_on_sighup() {
     let old = std::fs::read_to_string(dir.path().join("audit.log.1")).unwrap();
     assert!(old.contains("before-rotation"));
 }
+
+#[tokio::test]
+async fn audit_lines_count_body_bytes_both_ways() {
+    use http_body_util::BodyExt;
+    // Reads the whole request body, answers `?n=` bytes; `/stall` sends
+    // 64 KiB and then nothing.
+    let up = upstream(|req: http::Request<hyper::body::Incoming>| async move {
+        let stall = req.uri().path().ends_with("/stall");
+        let n: usize = req
+            .uri()
+            .query()
+            .and_then(|q| q.strip_prefix("n="))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        let got = req.into_body().collect().await.unwrap().to_bytes().len();
+        let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
+        tokio::spawn(async move {
+            if stall {
+                let _ = tx.send(vec![b's'; 65_536].into()).await;
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            } else {
+                for chunk in vec![b'r'; n].chunks(10_000) {
+                    let _ = tx.send(bytes::Bytes::copy_from_slice(chunk)).await;
+                }
+            }
+        });
+        let frames = futures_util::stream::unfold(rx, |mut rx| async move {
+            let data = rx.recv().await?;
+            Some((Ok::<_, BoxError>(http_body::Frame::data(data)), rx))
+        });
+        let body = http_body_util::StreamBody::new(frames);
+        let mut resp = Response::new(body.boxed());
+        resp.headers_mut()
+            .insert("x-got", got.to_string().parse().unwrap());
+        resp
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.log");
+    let gw = TestGateway::start(&format!(
+        "[audit]\npath = \"{}\"\n[limits]\nupstream_body_timeout_ms = 500\n\n[[route]]\nname = \"up\"\npath = \"/up/*\"\nupstream = \"http://{up}\"\nauthenticate = \"none\"\n",
+        audit.display()
+    ))
+    .await;
+    for (i, c) in [gw.h1(), gw.h2()].iter().enumerate() {
+        let body = vec![b'q'; 100_000 + i];
+        let (s, h, b) = send(
+            c,
+            "POST",
+            &gw.url(&format!("/up/x?n={}", 250_000 + i)),
+            &[("x-request-id", &format!("bytes-{i}"))],
+            full(body),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(h["x-got"], (100_000 + i).to_string());
+        assert_eq!(b.len(), 250_000 + i);
+    }
+    // Cut after 64 KiB (the upstream stalls past upstream_body_timeout_ms):
+    // the line is written when the response is dropped, with what was
+    // handed over.
+    let req = http::Request::post(gw.url("/up/stall"))
+        .header("x-request-id", "bytes-cut")
+        .body(full("abc"))
+        .unwrap();
+    let resp = gw.h1().request(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(
+        resp.into_body().collect().await.is_err(),
+        "a cut body ends in an error"
+    );
+    let lines = audit_lines(&audit, 3).await;
+    let by_id = |id: &str| {
+        lines
+            .iter()
+            .find(|l| l["request_id"] == id)
+            .unwrap_or_else(|| panic!("{id}: {lines:?}"))
+            .clone()
+    };
+    for i in 0..2u64 {
+        let l = by_id(&format!("bytes-{i}"));
+        assert_eq!(
+            (l["request_bytes"].as_u64(), l["response_bytes"].as_u64()),
+            (Some(100_000 + i), Some(250_000 + i)),
+            "{l}"
+        );
+    }
+    let cut = by_id("bytes-cut");
+    assert_eq!(
+        (
+            cut["request_bytes"].as_u64(),
+            cut["response_bytes"].as_u64()
+        ),
+        (Some(3), Some(65_536)),
+        "{cut}"
+    );
+}

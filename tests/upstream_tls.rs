@@ -14,7 +14,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 /// protocol version it saw.
 async fn tls_upstream() -> (SocketAddr, Certs) {
     let certs = Certs::new();
-    let cfg = meetgate::tls::server_config(&certs.cert, &certs.key).unwrap();
+    let (cfg, _) = meetgate::tls::server_config(&certs.cert, &certs.key).unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(cfg));
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();

@@ -128,6 +128,8 @@ pub struct ServerSettings {
     pub admin_listen: Option<SocketAddr>,
     /// `None` only when built for `check` and the files do not exist yet.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The served certificate's `notAfter` (Unix seconds), with `tls`.
+    pub tls_not_after: Option<i64>,
     pub tls_cert: PathBuf,
     pub tls_key: PathBuf,
     pub shutdown_grace: Duration,

@@ -24,7 +24,19 @@ pub fn granted_role(
     match requested {
         None | Some(0) => Ok(0),
         Some(1) if caller.is_some_and(|p| p.has_any_role(host_roles)) => Ok(1),
-        Some(1) => Err(crate::pipeline::authz::Denial::HostRoleNotPermitted.into()),
+        Some(1) => Err(
+            GatewayError::from(crate::pipeline::authz::Denial::HostRoleNotPermitted).explained(
+                format!(
+                    "role 1 (host) asked; host_roles {} and the caller's roles {} share none",
+                    crate::pipeline::authn::shown_list(host_roles.iter().map(String::as_str)),
+                    crate::pipeline::authn::shown_list(
+                        caller
+                            .iter()
+                            .flat_map(|p| p.roles.iter().map(String::as_str))
+                    )
+                ),
+            ),
+        ),
         Some(_) => Err(GatewayError::BadRequest {
             code: "invalid_request",
             description: "role must be 0 or 1".to_owned(),

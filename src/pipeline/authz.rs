@@ -1,9 +1,10 @@
 //! Authorization: the route's claim rules checked against a [`Principal`].
-//! 403 with a stable reason; the response never says which value failed.
+//! 403 with a stable reason; the response never says which value failed
+//! (the operator's log does, see [`GatewayError::Explained`]).
 
 use serde_json::Value;
 
-use super::authn::{claim_at, Principal};
+use super::authn::{claim_at, shown, shown_list, Principal};
 use super::route::Captures;
 use crate::config::Authorize;
 use crate::error::GatewayError;
@@ -43,16 +44,35 @@ impl From<Denial> for crate::error::GatewayError {
     }
 }
 
-/// Checks every rule of `rules`; the first that fails decides the reason.
+/// Checks every rule of `rules`; the first that fails decides the reason
+/// (and the refusal's detail names the rule and what it looked at).
 pub fn check(rules: &Authorize, p: &Principal, captures: &Captures) -> Result<(), GatewayError> {
+    let roles = || shown_list(p.roles.iter().map(String::as_str));
     if !rules.roles_any.is_empty() && !p.has_any_role(&rules.roles_any) {
-        return Err(Denial::InsufficientRole.into());
+        return Err(
+            GatewayError::from(Denial::InsufficientRole).explained(format!(
+                "rule roles_any {}: the caller's roles are {}",
+                shown_list(rules.roles_any.iter().map(String::as_str)),
+                roles()
+            )),
+        );
     }
-    if !rules.roles_all.iter().all(|r| p.roles.contains(r)) {
-        return Err(Denial::InsufficientRole.into());
+    if let Some(missing) = rules.roles_all.iter().find(|r| !p.roles.contains(r)) {
+        return Err(
+            GatewayError::from(Denial::InsufficientRole).explained(format!(
+                "rule roles_all: role {} missing from the caller's roles {}",
+                shown(missing),
+                roles()
+            )),
+        );
     }
-    if !rules.scopes_all.iter().all(|s| p.scopes.contains(s)) {
-        return Err(Denial::InsufficientScope.into());
+    if let Some(missing) = rules.scopes_all.iter().find(|s| !p.scopes.contains(s)) {
+        return Err(
+            GatewayError::from(Denial::InsufficientScope).explained(format!(
+                "rule scopes_all: scope {} missing from the token's scope claim",
+                shown(missing)
+            )),
+        );
     }
     if let Some(param) = &rules.tenant_param {
         let wanted = captures
@@ -60,14 +80,28 @@ pub fn check(rules: &Authorize, p: &Principal, captures: &Captures) -> Result<()
             .find(|(n, _)| &**n == param)
             .map(|(_, v)| v.as_str());
         if wanted.is_none() || wanted != p.tenant.as_deref() {
-            return Err(Denial::TenantMismatch.into());
+            return Err(GatewayError::from(Denial::TenantMismatch).explained(format!(
+                "rule tenant_param {}: the path names tenant {}, the caller's tenant claim holds {}",
+                shown(param),
+                wanted.map_or_else(|| "none".to_owned(), shown),
+                p.tenant.as_deref().map_or_else(|| "nothing".to_owned(), shown)
+            )));
         }
     }
     for (path, expected) in &rules.claims_equal {
         if claim_at(&p.claims, path) != Some(expected)
             && !loosely_equal(claim_at(&p.claims, path), expected)
         {
-            return Err(Denial::ClaimMismatch.into());
+            // The claim's value is not shown: it may be personal data.
+            let got = match claim_at(&p.claims, path) {
+                None => "is missing",
+                Some(v) if std::mem::discriminant(v) != std::mem::discriminant(expected) => {
+                    "is of another JSON type than the rule's value"
+                }
+                Some(_) => "differs from the rule's value",
+            };
+            return Err(GatewayError::from(Denial::ClaimMismatch)
+                .explained(format!("rule claims_equal: claim {} {got}", shown(path))));
         }
     }
     Ok(())

@@ -276,7 +276,7 @@ async fn forward(
                 .client
                 .request(req)
                 .await
-                .map(|resp| resp.map(ResBody::stream))
+                .map(|resp| resp.map(|body| ResBody::stream(body, None)))
                 .map_err(Into::into),
         }
     };

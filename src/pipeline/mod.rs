@@ -31,7 +31,7 @@ use crate::config::{Action, Authenticate};
 use crate::error::GatewayError;
 use crate::live::Live;
 use crate::State;
-pub use record::RequestLog;
+pub use record::{AuditTail, RequestLog};
 use request::{check_framing, check_host, head_size, request_authority};
 use route::Selection;
 use stages::Ctx;
@@ -70,7 +70,7 @@ pub async fn respond(
     state: Arc<State>,
     req: Request<Incoming>,
     conn: ConnInfo,
-) -> Response<ResBody> {
+) -> (Response<ResBody>, Option<AuditTail>) {
     let live = state.live.load_full();
     handle(&state, live, req, conn).await
 }
@@ -78,13 +78,15 @@ pub async fn respond(
 /// Handles one request against one live configuration and always produces
 /// a response: errors become the JSON answers of
 /// [`GatewayError::to_response`]. Every response carries `X-Request-Id`;
-/// every request is one audit line.
+/// every request is one audit line: with an audit trail, the returned
+/// [`AuditTail`] goes with the response body and writes it when the body
+/// ends.
 pub async fn handle(
     state: &State,
     live: Arc<Live>,
     mut req: Request<Incoming>,
     conn: ConnInfo,
-) -> Response<ResBody> {
+) -> (Response<ResBody>, Option<AuditTail>) {
     use tracing::Instrument;
     let id = request_id(&req);
     let id_value = http::HeaderValue::from_str(&id).expect("request ids are header-safe");
@@ -99,7 +101,8 @@ pub async fn handle(
         req.headers(),
     );
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), client = %client.ip);
-    let mut log = RequestLog::new(id, &req, conn, client);
+    let audited = state.audit.load().is_some();
+    let mut log = RequestLog::new(id, &req, conn, client, audited);
     let origin = cors::request_origin(req.headers());
     let result = run(state, &live, req, &mut log)
         .instrument(span.clone())
@@ -117,12 +120,7 @@ pub async fn handle(
             if status.is_server_error() {
                 tracing::warn!(route, status = status.as_u16(), code = err.code(), error = %crate::error_chain(&err), "request failed");
             } else {
-                tracing::debug!(
-                    route,
-                    status = status.as_u16(),
-                    code = err.code(),
-                    "request refused"
-                );
+                refused(route, status, &err);
             }
             let decision = if status.is_server_error() {
                 "error"
@@ -139,12 +137,31 @@ pub async fn handle(
         }
     }
     resp.headers_mut().insert(X_REQUEST_ID.clone(), id_value);
-    log.record(state, resp.status().as_u16(), decision, reason);
-    resp
+    let status = resp.status().as_u16();
+    (resp, log.record(state, status, decision, reason))
 }
 
 /// The stages in order: route, then verify a webhook or authenticate,
 /// authorize, and respond or inject and forward.
+/// How many refused requests a second are logged at info; past it, at
+/// debug (the next info line says how many it left out).
+pub const REFUSALS_LOGGED_PER_SECOND: u32 = 10;
+
+/// Logs a refused request (4xx): what was wrong, in safe terms, at info
+/// within [`REFUSALS_LOGGED_PER_SECOND`], else at debug.
+fn refused(route: Option<&str>, status: http::StatusCode, err: &GatewayError) {
+    static BUDGET: crate::telemetry::LogBudget =
+        crate::telemetry::LogBudget::new(REFUSALS_LOGGED_PER_SECOND);
+    let (status, code, detail) = (status.as_u16(), err.code(), err.detail());
+    match BUDGET.admit() {
+        Some(0) => tracing::info!(route, status, code, detail, "request refused"),
+        Some(not_logged) => {
+            tracing::info!(route, status, code, detail, not_logged, "request refused")
+        }
+        None => tracing::debug!(route, status, code, detail, "request refused"),
+    }
+}
+
 async fn run(
     state: &State,
     live: &Live,

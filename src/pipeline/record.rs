@@ -1,6 +1,8 @@
-//! What one request did, written once at its end: the audit line and the
-//! request metrics.
+//! What one request did: the request metrics, counted when the response
+//! head is ready, and the audit line, written once the response body has
+//! ended (so it can say how many bytes went each way).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,6 +37,9 @@ pub struct RequestLog {
     pub version: http::Version,
     /// The client's `User-Agent` (a cheap clone of the header value).
     pub user_agent: Option<http::HeaderValue>,
+    /// Request body bytes read so far; only kept (and counted) when an
+    /// audit trail is configured.
+    pub request_bytes: Option<Arc<AtomicU64>>,
 }
 
 /// The longest `User-Agent` an audit line keeps, in characters.
@@ -68,8 +73,15 @@ fn user_agent(v: &http::HeaderValue) -> String {
 }
 
 impl RequestLog {
-    /// The log of a request that just arrived.
-    pub fn new<B>(id: String, req: &http::Request<B>, conn: ConnInfo, client: ClientAddr) -> Self {
+    /// The log of a request that just arrived; `audited`: an audit trail
+    /// is configured (request bytes are counted).
+    pub fn new<B>(
+        id: String,
+        req: &http::Request<B>,
+        conn: ConnInfo,
+        client: ClientAddr,
+        audited: bool,
+    ) -> Self {
         RequestLog {
             id,
             method: req.method().clone(),
@@ -86,13 +98,27 @@ impl RequestLog {
             minted: Vec::new(),
             outcome: None,
             preflight: false,
+            request_bytes: audited.then(Arc::default),
         }
     }
 
-    /// Writes the audit line and updates the request metrics.
-    pub fn record(&self, state: &State, status: u16, decision: &'static str, reason: &'static str) {
+    /// Counts request body bytes the gateway read and held.
+    pub fn read_request_bytes(&self, n: usize) {
+        if let Some(c) = &self.request_bytes {
+            c.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Updates the request metrics; with an audit trail, returns the line
+    /// to write once the response body has ended ([`AuditTail`]).
+    pub fn record(
+        self,
+        state: &State,
+        status: u16,
+        decision: &'static str,
+        reason: &'static str,
+    ) -> Option<AuditTail> {
         let total = self.started.elapsed();
-        let route = self.route.as_ref().map(|r| r.name.as_str());
         let label = self.route.as_ref().map_or("-", |r| r.label);
         let m = &state.metrics;
         m.requests
@@ -116,33 +142,72 @@ impl RequestLog {
                 reason,
             })
             .inc();
-        let Some(sink) = state.audit.load_full() else {
-            return;
-        };
-        let p = self.principal.as_deref();
-        let (credential, granted_role) = match self.minted.first() {
+        let sink = state.audit.load_full()?;
+        Some(AuditTail {
+            log: self,
+            sink,
+            status,
+            decision,
+            reason,
+            total_ms: total.as_millis() as u64,
+            response_bytes: 0,
+        })
+    }
+}
+
+/// A request's audit line, waiting for its response body to end: it rides
+/// with the body and is written when the body is dropped (ended, failed, or
+/// the client went away).
+pub struct AuditTail {
+    log: RequestLog,
+    sink: Arc<crate::audit::AuditSink>,
+    status: u16,
+    decision: &'static str,
+    reason: &'static str,
+    total_ms: u64,
+    response_bytes: u64,
+}
+
+impl AuditTail {
+    /// Counts response body bytes handed to the client connection.
+    pub fn sent(&mut self, n: usize) {
+        self.response_bytes += n as u64;
+    }
+}
+
+impl Drop for AuditTail {
+    fn drop(&mut self) {
+        let log = &self.log;
+        let route = log.route.as_ref().map(|r| r.name.as_str());
+        let p = log.principal.as_deref();
+        let (credential, granted_role) = match log.minted.first() {
             Some((c, r)) => (Some(c.as_str()), *r),
             None => (None, None),
         };
-        sink.write(&crate::audit::AuditRecord {
+        self.sink.write(&crate::audit::AuditRecord {
             ts: crate::audit::now_rfc3339(),
-            request_id: &self.id,
+            request_id: &log.id,
             route,
-            method: self.method.as_str(),
-            host: self.host.as_deref(),
-            path: &self.path,
-            protocol: protocol(self.version),
-            user_agent: self.user_agent.as_ref().map(user_agent),
-            client_ip: self.client.ip.to_string(),
+            method: log.method.as_str(),
+            host: log.host.as_deref(),
+            path: &log.path,
+            protocol: protocol(log.version),
+            user_agent: log.user_agent.as_ref().map(user_agent),
+            client_ip: log.client.ip.to_string(),
             identity: p.map(|p| p.identity.as_str()),
             subject: p.and_then(|p| p.subject.as_deref()),
             tenant: p.and_then(|p| p.tenant.as_deref()),
             roles: p.map_or(&[], |p| p.roles.as_slice()),
-            decision,
-            reason,
-            status,
-            upstream_ms: self.upstream.map(|d| d.as_millis() as u64),
-            total_ms: total.as_millis() as u64,
+            decision: self.decision,
+            reason: self.reason,
+            status: self.status,
+            upstream_ms: log.upstream.map(|d| d.as_millis() as u64),
+            total_ms: self.total_ms,
+            request_bytes: log
+                .request_bytes
+                .as_ref()
+                .map_or(0, |c| c.load(Ordering::Relaxed)),
+            response_bytes: self.response_bytes,
             credential,
             granted_role,
         });

@@ -63,7 +63,13 @@ fn granted(
     if permitted(asked, highest) {
         Ok(asked)
     } else {
-        Err(super::authz::Denial::RoleNotPermitted.into())
+        Err(
+            GatewayError::from(super::authz::Denial::RoleNotPermitted).explained(format!(
+                "role {} asked; the caller's roles give at most {}",
+                asked.as_str(),
+                highest.as_str()
+            )),
+        )
     }
 }
 

@@ -66,6 +66,7 @@ impl Ctx<'_> {
     ) -> Answer {
         let (parts, body) = req.into_parts();
         let bytes = read_body(body, &parts.headers, &self.live.settings.limits).await?;
+        self.log.read_request_bytes(bytes.len());
         let apps = inject::UserApps {
             zak: self.route.zak.as_deref(),
             obf: self.route.obf.as_deref(),
@@ -119,7 +120,8 @@ impl Ctx<'_> {
         let client_upgrade = websocket.then(|| ClientUpgrade::on(&mut req));
         let target = self.target()?;
         let started = Instant::now();
-        let req = req.map(|inner| ReqBody::Stream { inner });
+        let counted = self.log.request_bytes.clone();
+        let req = req.map(|inner| ReqBody::stream(inner, counted));
         let mut resp = target.send(req, websocket, headers).await?;
         if resp.status() == StatusCode::UNAUTHORIZED && !injected.fetched.is_empty() {
             resp = Box::pin(self.refused_token(
@@ -189,6 +191,7 @@ impl Ctx<'_> {
         };
         let (parts, body) = req.into_parts();
         let bytes = read_body(body, &parts.headers, &self.live.settings.limits).await?;
+        self.log.read_request_bytes(bytes.len());
         let now = crate::now_secs() as i64;
         let verified = webhook::verify(settings, &parts.headers, &bytes, now).map_err(|e| {
             if let webhook::WebhookError::StaleTimestamp { age_secs } = e {

@@ -188,10 +188,10 @@ pub(super) async fn serve<S: Park>(
                 req.extensions_mut().insert(UpgradeSlot(activity.clone()));
             }
             Box::pin(async move {
-                let resp = pipeline::respond(state, req, conn).await;
+                let (resp, audit) = pipeline::respond(state, req, conn).await;
                 let progress = guard.0.progress.clone();
                 Ok::<_, std::convert::Infallible>(
-                    resp.map(|body| Watched::new(body, progress, guard)),
+                    resp.map(|body| Watched::new(body, progress, guard, audit)),
                 )
             })
         })

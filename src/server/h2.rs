@@ -60,12 +60,14 @@ pub(super) async fn serve<S: Park>(io: Prefixed<S>, session: Session<'_>) -> Res
     let service = service_fn(move |req| {
         let state = state.clone();
         Box::pin(async move {
-            let resp = pipeline::respond(state, req, conn).await;
+            let (resp, audit) = pipeline::respond(state, req, conn).await;
             // Always set: this future runs inside a [`Watch`].
             let progress = STREAM_PROGRESS
                 .try_with(Arc::clone)
                 .unwrap_or_else(|_| Arc::new(Progress::new()));
-            Ok::<_, std::convert::Infallible>(resp.map(|body| Watched::new(body, progress, ())))
+            Ok::<_, std::convert::Infallible>(
+                resp.map(|body| Watched::new(body, progress, (), audit)),
+            )
         })
     });
     let exec = StreamExec {

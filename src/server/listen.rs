@@ -158,11 +158,18 @@ async fn serve_connection(
             // a task is as big as the largest state of its future, and a
             // parked connection should not carry room for a handshake or
             // several moved copies of a 1.2 KB stream.
-            let stream: Box<TlsStream> = Box::new(
-                tokio::time::timeout_at(deadline, Box::pin(acceptor.accept(tcp)))
-                    .await
-                    .map_err(|_| "TLS handshake timed out")??,
-            );
+            let handshake = tokio::time::timeout_at(deadline, Box::pin(acceptor.accept(tcp)));
+            let stream: Box<TlsStream> = match handshake.await {
+                Ok(Ok(stream)) => Box::new(stream),
+                Ok(Err(e)) => {
+                    handshake_failed(&session, Some(&e));
+                    return Ok(());
+                }
+                Err(_) => {
+                    handshake_failed(&session, None);
+                    return Ok(());
+                }
+            };
             if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
                 // hyper waits for the connection preface without a timeout.
                 match first_bytes(stream, deadline).await? {
@@ -184,6 +191,58 @@ async fn serve_connection(
     // Held until here: the shutdown drain waits for this connection.
     drop(watcher);
     result
+}
+
+/// Counts and logs (debug) a failed handshake; `None`: it timed out.
+fn handshake_failed(session: &Session<'_>, error: Option<&std::io::Error>) {
+    let reason = error.map_or("timeout", handshake_failure);
+    session
+        .state
+        .metrics
+        .tls_handshake_failures
+        .get_or_create(&crate::metrics::ListenerReason {
+            listener: "https",
+            reason,
+        })
+        .inc();
+    match error {
+        Some(e) => {
+            tracing::debug!(peer = %session.conn.remote, reason, error = %e, "TLS handshake failed")
+        }
+        None => {
+            tracing::debug!(peer = %session.conn.remote, reason, error = "no handshake within header_read_timeout", "TLS handshake failed")
+        }
+    }
+}
+
+/// The bounded reason label of a failed TLS handshake.
+fn handshake_failure(e: &std::io::Error) -> &'static str {
+    use rustls::Error as E;
+    match e.get_ref().and_then(|inner| inner.downcast_ref::<E>()) {
+        Some(E::PeerIncompatible(_) | E::NoApplicationProtocol) => "no_shared_protocol",
+        // Not TLS (plain HTTP sent to the TLS port), or TLS broken.
+        Some(
+            E::InvalidMessage(_)
+            | E::InappropriateHandshakeMessage { .. }
+            | E::InappropriateMessage { .. }
+            | E::PeerMisbehaved(_)
+            | E::PeerSentOversizedRecord
+            | E::DecryptError,
+        ) => "invalid_message",
+        Some(E::AlertReceived(_)) => "alert",
+        Some(_) => "other",
+        None if matches!(
+            e.kind(),
+            std::io::ErrorKind::UnexpectedEof
+                | std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+                | std::io::ErrorKind::BrokenPipe
+        ) =>
+        {
+            "closed"
+        }
+        None => "other",
+    }
 }
 
 /// The HTTP/2 connection preface (RFC 9113 section 3.4).

@@ -22,11 +22,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Buf;
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
 use crate::config::Limits;
+use crate::pipeline::AuditTail;
 
 /// The bounds a response body's progress is held to (from `[limits]`).
 #[derive(Clone, Copy, Debug)]
@@ -133,12 +135,14 @@ impl Progress {
 pin_project_lite::pin_project! {
     /// A response body recording its progress in a [`Progress`], holding
     /// `guard` until hyper drops it (HTTP/1 counts the request in flight
-    /// that long; HTTP/2 holds nothing).
+    /// that long; HTTP/2 holds nothing), and the request's audit line,
+    /// counting the bytes handed over, written when hyper drops it.
     pub(super) struct Watched<B, G> {
         #[pin]
         inner: B,
         progress: Arc<Progress>,
         guard: G,
+        audit: Option<AuditTail>,
     }
 
     impl<B, G> PinnedDrop for Watched<B, G> {
@@ -149,11 +153,17 @@ pin_project_lite::pin_project! {
 }
 
 impl<B, G> Watched<B, G> {
-    pub(super) fn new(inner: B, progress: Arc<Progress>, guard: G) -> Self {
+    pub(super) fn new(
+        inner: B,
+        progress: Arc<Progress>,
+        guard: G,
+        audit: Option<AuditTail>,
+    ) -> Self {
         Watched {
             inner,
             progress,
             guard,
+            audit,
         }
     }
 }
@@ -172,7 +182,12 @@ impl<B: Body, G> Body for Watched<B, G> {
             Poll::Pending => this.progress.enter(UPSTREAM),
             // A frame handed over: the clock starts again, now on the
             // client's side until hyper asks for the next one.
-            Poll::Ready(Some(Ok(_))) => this.progress.set(CLIENT),
+            Poll::Ready(Some(Ok(frame))) => {
+                this.progress.set(CLIENT);
+                if let (Some(audit), Some(data)) = (this.audit.as_mut(), frame.data_ref()) {
+                    audit.sent(data.remaining());
+                }
+            }
             Poll::Ready(_) => this.progress.idle(),
         }
         polled

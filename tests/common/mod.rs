@@ -376,7 +376,7 @@ where
 /// the stand-in is reached as `https://localhost:PORT` by clients trusting
 /// `certs.ca` only.
 pub async fn tls_front(target: SocketAddr, certs: &Certs) -> SocketAddr {
-    let mut cfg = meetgate::tls::server_config(&certs.cert, &certs.key).unwrap();
+    let (mut cfg, _) = meetgate::tls::server_config(&certs.cert, &certs.key).unwrap();
     // The stand-ins behind speak HTTP/1.1 only.
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));

@@ -4,6 +4,10 @@
 use super::*;
 use crate::client_ip::{Cidr, TrustedProxies};
 
+/// A served certificate closer to its `notAfter` than this (14 days) is
+/// warned about by `check` and at load.
+const CERT_EXPIRY_WARNING_SECS: i64 = 14 * 86_400;
+
 impl Builder<'_, '_> {
     pub(super) fn server(&mut self, s: Option<&RawServer>, p: &KeyPath) -> Option<ServerSettings> {
         let Some(s) = s else {
@@ -60,6 +64,7 @@ impl Builder<'_, '_> {
         let (cert_path, key_path) = (relative_to(self.file, &cert), relative_to(self.file, &key));
         self.note_file(&cert_path);
         self.note_file(&key_path);
+        let mut tls_not_after = None;
         let tls = if self.mode == BuildMode::CheckWithoutSecrets {
             None
         } else if self.mode == BuildMode::Check && (!cert_path.exists() || !key_path.exists()) {
@@ -75,7 +80,25 @@ impl Builder<'_, '_> {
             None
         } else {
             match tls::server_config(&cert_path, &key_path) {
-                Ok(c) => Some(Arc::new(c)),
+                Ok((c, not_after)) => {
+                    let left = not_after - crate::now_secs() as i64;
+                    if left < CERT_EXPIRY_WARNING_SECS {
+                        self.warn(
+                            "tls_cert_expiring",
+                            &p.key("tls_cert"),
+                            if left < 0 {
+                                format!("the certificate expired {} days ago", -left / 86_400)
+                            } else {
+                                format!(
+                                    "the certificate expires in {} days: renew it (a renewed file is picked up without a restart)",
+                                    left / 86_400
+                                )
+                            },
+                        );
+                    }
+                    tls_not_after = Some(not_after);
+                    Some(Arc::new(c))
+                }
                 Err(e) => {
                     self.err(&p.key("tls_cert"), e.to_string());
                     None
@@ -90,6 +113,7 @@ impl Builder<'_, '_> {
             plain_listen,
             admin_listen,
             tls,
+            tls_not_after,
             tls_cert: cert_path,
             tls_key: key_path,
             shutdown_grace,

@@ -109,3 +109,47 @@ impl From<AuthnError> for crate::error::GatewayError {
         crate::error::GatewayError::Unauthorized(e)
     }
 }
+
+/// The longest part of a caller-sent value (issuer, audience, kid) a
+/// refusal's detail shows, in characters.
+const SHOWN_CHARS: usize = 64;
+
+/// A value the caller sent, as a refusal's detail shows it: quoted, control
+/// characters escaped, cut to [`SHOWN_CHARS`] (so a log line stays one
+/// bounded line whatever was sent).
+pub fn shown(v: &str) -> String {
+    let cut: String = v.chars().take(SHOWN_CHARS).collect();
+    if cut.len() < v.len() {
+        format!("{cut:?}…")
+    } else {
+        format!("{cut:?}")
+    }
+}
+
+/// A list of values as a refusal's detail shows it: `["a", "b"]`.
+pub fn shown_list<'a>(values: impl IntoIterator<Item = &'a str>) -> String {
+    let items: Vec<String> = values.into_iter().take(8).map(shown).collect();
+    format!("[{}]", items.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shown_values_are_quoted_escaped_and_bounded() {
+        assert_eq!(shown("api"), r#""api""#);
+        assert_eq!(shown("a\nb"), r#""a\nb""#);
+        let long = "x".repeat(500);
+        let s = shown(&long);
+        assert!(
+            s.starts_with(&format!("\"{}\"", "x".repeat(SHOWN_CHARS))),
+            "{s}"
+        );
+        assert!(
+            s.ends_with('…') && s.chars().count() == SHOWN_CHARS + 3,
+            "{s}"
+        );
+        assert_eq!(shown_list(["a", "b"]), r#"["a", "b"]"#);
+    }
+}

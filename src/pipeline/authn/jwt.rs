@@ -20,6 +20,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use super::error::{shown, shown_list};
 use super::{AuthnError, Principal};
 use crate::config::{IdentitySettings, Snapshot};
 use crate::error::GatewayError;
@@ -222,30 +223,45 @@ pub async fn verify(
     // `none` in any spelling, HS*, or anything unknown: refused.
     let alg: Algorithm = match header.alg.parse() {
         Ok(a) if !matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) => a,
-        _ => return Err(GatewayError::from(AuthnError::AlgorithmNotAllowed)),
+        _ => {
+            return Err(
+                GatewayError::from(AuthnError::AlgorithmNotAllowed).explained(format!(
+                    "alg {} is not an asymmetric JWS algorithm",
+                    shown(&header.alg)
+                )),
+            )
+        }
     };
     if s64.is_empty() {
         return Err(GatewayError::from(AuthnError::MalformedToken));
     }
 
     // Identity: the token's `iss` picks one of the route's identities.
-    let iss = claims
-        .get("iss")
-        .and_then(Value::as_str)
-        .ok_or_else(|| GatewayError::from(AuthnError::InvalidClaims))?;
+    let iss = claims.get("iss").and_then(Value::as_str).ok_or_else(|| {
+        GatewayError::from(AuthnError::InvalidClaims).explained("no iss string claim")
+    })?;
     let live = identities
         .iter()
         .find(|i| i.settings.issuer == iss)
         .ok_or_else(|| {
+            let expected = shown_list(identities.iter().map(|i| i.settings.issuer.as_str()));
+            let detail = format!("iss {} is not the route's issuer {expected}", shown(iss));
             if identities.len() > 1 {
-                GatewayError::from(AuthnError::UnknownIssuer)
+                GatewayError::from(AuthnError::UnknownIssuer).explained(detail)
             } else {
-                GatewayError::from(AuthnError::WrongIssuer)
+                GatewayError::from(AuthnError::WrongIssuer).explained(detail)
             }
         })?;
     let (identity, keys) = (&*live.settings, &live.keys);
     if !identity.algorithms.iter().any(|a| a == &header.alg) {
-        return Err(GatewayError::from(AuthnError::AlgorithmNotAllowed));
+        return Err(
+            GatewayError::from(AuthnError::AlgorithmNotAllowed).explained(format!(
+                "alg {} is not in identity {}'s algorithms {}",
+                shown(&header.alg),
+                identity.name,
+                shown_list(identity.algorithms.iter().map(String::as_str))
+            )),
+        );
     }
 
     // Key: by kid; an unknown kid (or no usable keys at all) refetches once.
@@ -263,7 +279,7 @@ pub async fn verify(
             .filter(|_| keys.usable().is_some());
         if keyset.is_none() {
             return Err(if had_keys {
-                GatewayError::from(AuthnError::UnknownKid)
+                GatewayError::from(AuthnError::UnknownKid).explained(unknown_kid(kid, identity))
             } else {
                 GatewayError::KeysUnavailable {
                     identity: identity.name.clone(),
@@ -274,10 +290,17 @@ pub async fn verify(
     let keyset: Arc<KeySet> = keyset.expect("checked above");
     let Some(key) = keyset.find(kid, alg) else {
         tracing::debug!(identity = %identity.name, kid, "token rejected: unknown kid");
-        return Err(GatewayError::from(AuthnError::UnknownKid));
+        return Err(
+            GatewayError::from(AuthnError::UnknownKid).explained(unknown_kid(kid, identity))
+        );
     };
     if !key.family.accepts(alg) || key.alg.is_some_and(|a| a != alg) {
-        return Err(GatewayError::from(AuthnError::AlgorithmNotAllowed));
+        return Err(
+            GatewayError::from(AuthnError::AlgorithmNotAllowed).explained(format!(
+                "alg {} does not fit the key it names",
+                shown(&header.alg)
+            )),
+        );
     }
 
     // Signature over "header.claims" exactly as received.
@@ -287,7 +310,13 @@ pub async fn verify(
             .unwrap_or(false);
     if !verified {
         tracing::debug!(identity = %identity.name, kid, "token rejected: signature");
-        return Err(GatewayError::from(AuthnError::InvalidSignature));
+        return Err(
+            GatewayError::from(AuthnError::InvalidSignature).explained(format!(
+                "the signature does not verify with identity {}'s key {}",
+                identity.name,
+                kid.map_or_else(|| "(no kid)".to_owned(), shown)
+            )),
+        );
     }
 
     let now = now_secs();
@@ -309,6 +338,21 @@ pub async fn verify(
         );
     }
     Ok(principal)
+}
+
+/// The detail of an unknown `kid` refusal.
+fn unknown_kid(kid: Option<&str>, identity: &IdentitySettings) -> String {
+    match kid {
+        Some(k) => format!(
+            "kid {} is not among identity {}'s keys, even after a refetch",
+            shown(k),
+            identity.name
+        ),
+        None => format!(
+            "no kid, and no key of identity {} fits the algorithm",
+            identity.name
+        ),
+    }
 }
 
 fn decode_part<T: for<'de> Deserialize<'de>>(part: &str) -> Result<T, GatewayError> {
@@ -394,18 +438,24 @@ fn check_claims(
                 .ok_or_else(|| GatewayError::from(AuthnError::InvalidClaims)),
         }
     };
-    let exp = time("exp")?.ok_or_else(|| GatewayError::from(AuthnError::InvalidClaims))?;
+    let exp = time("exp")?
+        .ok_or_else(|| GatewayError::from(AuthnError::InvalidClaims).explained("no exp claim"))?;
     if now > exp.saturating_add(leeway) {
-        return Err(GatewayError::from(AuthnError::Expired));
+        return Err(GatewayError::from(AuthnError::Expired).explained(format!(
+            "expired {} s ago (exp {exp}, leeway {leeway} s)",
+            now - exp
+        )));
     }
-    if let Some(nbf) = time("nbf")? {
-        if nbf > now.saturating_add(leeway) {
-            return Err(GatewayError::from(AuthnError::NotYetValid));
-        }
-    }
-    if let Some(iat) = time("iat")? {
-        if iat > now.saturating_add(leeway) {
-            return Err(GatewayError::from(AuthnError::NotYetValid));
+    for name in ["nbf", "iat"] {
+        if let Some(t) = time(name)? {
+            if t > now.saturating_add(leeway) {
+                return Err(
+                    GatewayError::from(AuthnError::NotYetValid).explained(format!(
+                        "{name} is {} s in the future (leeway {leeway} s): check the clocks",
+                        t - now
+                    )),
+                );
+            }
         }
     }
     let aud_ok = match claims.get("aud") {
@@ -417,7 +467,19 @@ fn check_claims(
         _ => false,
     };
     if !aud_ok {
-        return Err(GatewayError::from(AuthnError::WrongAudience));
+        let received = match claims.get("aud") {
+            Some(Value::String(a)) => shown(a),
+            Some(Value::Array(list)) => shown_list(list.iter().filter_map(Value::as_str)),
+            Some(_) => "not a string".to_owned(),
+            None => "missing".to_owned(),
+        };
+        return Err(
+            GatewayError::from(AuthnError::WrongAudience).explained(format!(
+                "aud {received} is none of identity {}'s audiences {}",
+                identity.name,
+                shown_list(identity.audiences.iter().map(String::as_str))
+            )),
+        );
     }
     Ok(exp.saturating_add(leeway))
 }

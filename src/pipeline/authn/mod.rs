@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 
 use crate::config::{IdentitySettings, Route, Snapshot, ZoomAppSettings};
 use crate::error::GatewayError;
-pub use error::AuthnError;
+pub use error::{shown, shown_list, AuthnError};
 pub use zoom_app::ZoomContext;
 
 /// Who a request was authenticated as.
