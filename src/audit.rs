@@ -56,6 +56,8 @@ pub struct AuditRecord<'a> {
 enum Msg {
     Line(String),
     Reopen,
+    /// Write everything queued before this, flush, then answer.
+    Flush(tokio::sync::oneshot::Sender<()>),
 }
 
 /// Where audit lines go.
@@ -85,6 +87,10 @@ impl AuditSink {
                             if let Err(e) = out.write_all(line.as_bytes()).await {
                                 tracing::error!(error = %e, "audit write failed");
                             }
+                        }
+                        Msg::Flush(done) => {
+                            let _ = out.flush().await;
+                            let _ = done.send(());
                         }
                         Msg::Reopen => {
                             let _ = out.flush().await;
@@ -123,6 +129,18 @@ impl AuditSink {
         if self.tx.try_send(Msg::Line(line)).is_err() {
             self.dropped.inc();
         }
+    }
+
+    /// Waits (at most `limit`) until every line queued so far is written
+    /// and flushed: at shutdown, after the last responses have ended.
+    pub async fn flush(&self, limit: std::time::Duration) {
+        let (done, flushed) = tokio::sync::oneshot::channel();
+        let _ = tokio::time::timeout(limit, async {
+            if self.tx.send(Msg::Flush(done)).await.is_ok() {
+                let _ = flushed.await;
+            }
+        })
+        .await;
     }
 
     /// Reopens the file (after log rotation moved it away).

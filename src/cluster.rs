@@ -106,6 +106,9 @@ fn fingerprint(s: &ClusterSettings) -> String {
 trait RedisStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> RedisStream for T {}
 
+/// Orders `meetgate_cluster_store_up` updates with links stopping.
+static GAUGE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// The process's view of the shared store.
 pub struct Cluster {
     link: ArcSwapOption<Link>,
@@ -134,8 +137,7 @@ impl Cluster {
             None => None,
             Some((s, fingerprint)) => match endpoint(s) {
                 Ok(ep) => Some({
-                    // Down until the new link connects (absent without
-                    // `[cluster]`).
+                    // Down until the new link connects.
                     self.metrics.set_cluster_store_up(Some(false));
                     Link::start(
                         ep,
@@ -152,11 +154,14 @@ impl Cluster {
                 }
             },
         };
-        if new.is_none() {
-            self.metrics.set_cluster_store_up(None);
-        }
+        let configured = new.is_some();
         if let Some(old) = self.link.swap(new) {
             old.stop();
+        }
+        if !configured {
+            // After the old link stopped: it cannot set the gauge again.
+            let _gauge = GAUGE.lock().unwrap_or_else(|e| e.into_inner());
+            self.metrics.set_cluster_store_up(None);
         }
     }
 
@@ -217,9 +222,21 @@ impl Link {
     }
 
     fn stop(&self) {
-        self.stopped.store(true, Ordering::SeqCst);
+        {
+            let _gauge = GAUGE.lock().unwrap_or_else(|e| e.into_inner());
+            self.stopped.store(true, Ordering::SeqCst);
+        }
         self.conn.store(None);
         self.wake.notify_one();
+    }
+
+    /// Sets `meetgate_cluster_store_up`, unless this link was stopped (a
+    /// stopped link never brings the gauge back).
+    fn set_gauge(&self, up: bool) {
+        let _gauge = GAUGE.lock().unwrap_or_else(|e| e.into_inner());
+        if !self.stopped.load(Ordering::SeqCst) {
+            self.metrics.set_cluster_store_up(Some(up));
+        }
     }
 
     /// A key under `key_prefix`.
@@ -251,7 +268,7 @@ impl Link {
                         }
                         self.conn.store(Some(Arc::new(conn)));
                         self.up.store(true, Ordering::SeqCst);
-                        self.metrics.set_cluster_store_up(Some(true));
+                        self.set_gauge(true);
                         self.tried.send_replace(true);
                         tracing::info!(redis = ?self.endpoint, "cluster store: Redis connected; sharing webhook keys and tokens");
                         logged_down = false;
@@ -340,9 +357,7 @@ impl Link {
                     _ => format!("no answer within {} ms", self.timeout.as_millis()),
                 };
                 if self.up.swap(false, Ordering::SeqCst) {
-                    if !self.stopped.load(Ordering::SeqCst) {
-                        self.metrics.set_cluster_store_up(Some(false));
-                    }
+                    self.set_gauge(false);
                     tracing::warn!(redis = ?self.endpoint, error, "cluster store: Redis operation failed; falling back to in-process stores");
                 }
                 self.conn.store(None);

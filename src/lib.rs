@@ -401,6 +401,11 @@ impl Gateway {
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
         while self.tasks.join_next().await.is_some() {}
+        // The listeners drained: every response that ended has queued its
+        // audit line; write them out before the process exits.
+        if let Some(sink) = self.state.audit.load_full() {
+            sink.flush(std::time::Duration::from_secs(5)).await;
+        }
     }
 
     /// What SIGTERM does: `/readyz` answers 503 from now on, the listeners

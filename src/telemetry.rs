@@ -62,7 +62,9 @@ impl LogBudget {
         static START: OnceLock<Instant> = OnceLock::new();
         let now = START.get_or_init(Instant::now).elapsed().as_secs() + 1;
         let seen = self.second.load(Ordering::Relaxed);
-        if seen != now
+        // Only forward: a thread that read the clock just before a second
+        // began must not start that second's count again.
+        if now > seen
             && self
                 .second
                 .compare_exchange(seen, now, Ordering::Relaxed, Ordering::Relaxed)

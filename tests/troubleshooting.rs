@@ -121,22 +121,14 @@ upstream = "http://127.0.0.1:9"
     let expired = key.sign(&issuer.claims("a", json!({ "iat": n - 400, "exp": n - 300 })));
     let viewer = key.sign(&issuer.claims("a", json!({ "groups": ["viewers"] })));
     let private = key.sign(&issuer.claims("a", json!({ "email": "mallory@example.com" })));
-    assert_eq!(
-        call("/admin/x", Some(wrong_aud.clone())).await,
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        call("/admin/x", Some(expired.clone())).await,
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        call("/admin/x", Some(viewer.clone())).await,
-        StatusCode::FORBIDDEN
-    );
-    assert_eq!(
-        call("/verified/x", Some(private.clone())).await,
-        StatusCode::FORBIDDEN
-    );
+    for (path, token, status) in [
+        ("/admin/x", &wrong_aud, StatusCode::UNAUTHORIZED),
+        ("/admin/x", &expired, StatusCode::UNAUTHORIZED),
+        ("/admin/x", &viewer, StatusCode::FORBIDDEN),
+        ("/verified/x", &private, StatusCode::FORBIDDEN),
+    ] {
+        assert_eq!(call(path, Some(token.clone())).await, status, "{path}");
+    }
     wait_until("four refusals logged", Duration::from_secs(5), || {
         refusals(&gw).len() >= 4
     })

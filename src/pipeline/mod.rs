@@ -141,8 +141,6 @@ pub async fn handle(
     (resp, log.record(state, status, decision, reason))
 }
 
-/// The stages in order: route, then verify a webhook or authenticate,
-/// authorize, and respond or inject and forward.
 /// How many refused requests a second are logged at info; past it, at
 /// debug (the next info line says how many it left out).
 pub const REFUSALS_LOGGED_PER_SECOND: u32 = 10;
@@ -162,6 +160,8 @@ fn refused(route: Option<&str>, status: http::StatusCode, err: &GatewayError) {
     }
 }
 
+/// The stages in order: route, then verify a webhook or authenticate,
+/// authorize, and respond or inject and forward.
 async fn run(
     state: &State,
     live: &Live,

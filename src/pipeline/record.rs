@@ -144,6 +144,8 @@ impl RequestLog {
             .inc();
         let sink = state.audit.load_full()?;
         Some(AuditTail {
+            // The decision's time, though the line waits for the body.
+            ts: crate::audit::now_rfc3339(),
             log: self,
             sink,
             status,
@@ -159,6 +161,7 @@ impl RequestLog {
 /// with the body and is written when the body is dropped (ended, failed, or
 /// the client went away).
 pub struct AuditTail {
+    ts: String,
     log: RequestLog,
     sink: Arc<crate::audit::AuditSink>,
     status: u16,
@@ -185,7 +188,7 @@ impl Drop for AuditTail {
             None => (None, None),
         };
         self.sink.write(&crate::audit::AuditRecord {
-            ts: crate::audit::now_rfc3339(),
+            ts: std::mem::take(&mut self.ts),
             request_id: &log.id,
             route,
             method: log.method.as_str(),

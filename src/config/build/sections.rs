@@ -87,7 +87,10 @@ impl Builder<'_, '_> {
                             "tls_cert_expiring",
                             &p.key("tls_cert"),
                             if left < 0 {
-                                format!("the certificate expired {} days ago", -left / 86_400)
+                                format!(
+                                    "the certificate has expired ({} hours ago)",
+                                    -left / 3_600
+                                )
                             } else {
                                 format!(
                                     "the certificate expires in {} days: renew it (a renewed file is picked up without a restart)",

@@ -128,7 +128,12 @@ pub fn shown(v: &str) -> String {
 
 /// A list of values as a refusal's detail shows it: `["a", "b"]`.
 pub fn shown_list<'a>(values: impl IntoIterator<Item = &'a str>) -> String {
-    let items: Vec<String> = values.into_iter().take(8).map(shown).collect();
+    let mut values = values.into_iter();
+    let mut items: Vec<String> = values.by_ref().take(8).map(shown).collect();
+    let more = values.count();
+    if more > 0 {
+        items.push(format!("… {more} more"));
+    }
     format!("[{}]", items.join(", "))
 }
 
@@ -151,5 +156,11 @@ mod tests {
             "{s}"
         );
         assert_eq!(shown_list(["a", "b"]), r#"["a", "b"]"#);
+        let ten: Vec<String> = (0..10).map(|i| i.to_string()).collect();
+        assert!(
+            shown_list(ten.iter().map(String::as_str)).ends_with(r#""7", … 2 more]"#),
+            "{}",
+            shown_list(ten.iter().map(String::as_str))
+        );
     }
 }
