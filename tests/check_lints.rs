@@ -252,6 +252,64 @@ authenticate = "corp"
 }
 
 #[test]
+fn routes_that_together_take_every_method_shadow_a_later_one() {
+    let f = File::new(&format!(
+        r#"{IDENTITY}
+[[route]]
+name = "read-public"
+path = "/reports/*"
+methods = ["GET", "HEAD"]
+upstream = "http://127.0.0.1:3000"
+authenticate = "none"
+
+[[route]]
+name = "write-corp"
+path = "/reports/{{id}}"
+methods = ["POST", "PUT"]
+upstream = "http://127.0.0.1:3000"
+authenticate = "corp"
+authorize = {{ roles_any = ["staff"] }}
+
+[[route]]
+name = "reports-admin"
+path = "/reports/annual"
+methods = ["GET", "POST"]
+upstream = "http://127.0.0.1:3000"
+authenticate = "corp"
+authorize = {{ roles_any = ["staff"] }}
+
+[[route]]
+name = "reports-delete"
+path = "/reports/annual"
+methods = ["POST", "DELETE"]
+upstream = "http://127.0.0.1:3000"
+authenticate = "corp"
+"#
+    ));
+    let (code, doc) = f.json(&[]);
+    assert_eq!(code, Some(1), "{doc:#}");
+    // GET goes to the public route, POST to the other: the public one lets
+    // GET through without the token this route requires.
+    let e = find(&doc, "errors", "route_shadowed_by_weaker");
+    assert_eq!(e["route"], "reports-admin");
+    let message = e["message"].as_str().unwrap();
+    let (first, second) = (
+        f.line("path = \"/reports/*\"", 0),
+        f.line("path = \"/reports/{id}\"", 0),
+    );
+    for says in [
+        format!("routes \"read-public\" (line {first}) and \"write-corp\" (line {second}) come first and together take every request"),
+        "move this route above \"read-public\"".to_owned(),
+    ] {
+        assert!(message.contains(&says), "{message}");
+    }
+    // DELETE is left to the last route: it can match, nothing to say.
+    let all = doc.to_string();
+    assert!(!all.contains("reports-delete"), "{doc:#}");
+    assert_eq!(doc["errors"].as_array().unwrap().len(), 1, "{doc:#}");
+}
+
+#[test]
 fn role_rules_need_the_identitys_roles_claim() {
     let f = File::new(&format!(
         r#"{IDENTITY}

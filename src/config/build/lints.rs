@@ -15,29 +15,47 @@ impl Builder<'_, '_> {
             let p = KeyPath::root().key("route").index(*i);
             let first = routes[..n].iter().find(|(_, e)| takes_all_of(e, route));
             if let Some((j, earlier)) = first {
-                self.shadowed(route, &p, earlier, *j);
+                self.shadowed(route, &p, &[(*j, earlier)]);
+            } else if let Some(together) = taken_together(&routes[..n], route) {
+                self.shadowed(route, &p, &together);
             }
             self.roles_need_a_claim(route, &p);
             self.claims_equal_types(route, &p);
         }
     }
 
-    fn shadowed(&mut self, route: &Route, p: &KeyPath, earlier: &Route, at: usize) {
-        let line = match self
-            .map
-            .line(&KeyPath::root().key("route").index(at).key("path"))
-        {
-            Some(l) => format!(" (line {l})"),
-            None => String::new(),
+    /// `route` can never match: the `earlier` routes (one, or several
+    /// that together take every method it does) come first.
+    fn shadowed(&mut self, route: &Route, p: &KeyPath, earlier: &[(usize, &Arc<Route>)]) {
+        let named: Vec<String> = earlier
+            .iter()
+            .map(|(at, e)| {
+                match self
+                    .map
+                    .line(&KeyPath::root().key("route").index(*at).key("path"))
+                {
+                    Some(l) => format!("\"{}\" (line {l})", e.name),
+                    None => format!("\"{}\"", e.name),
+                }
+            })
+            .collect();
+        let taken = match named.as_slice() {
+            [one] => format!(
+                "can never match: route {one} comes first and takes every request this one would (first match wins)"
+            ),
+            several => format!(
+                "can never match: routes {} come first and together take every request this one would, each for its methods (first match wins)",
+                several.join(" and ")
+            ),
         };
-        let taken = format!(
-            "can never match: route \"{}\"{line} comes first and takes every request this one would (first match wins)",
-            earlier.name
-        );
+        let is_weaker = |earlier: &Route| {
+            !(gate_within(&gate(earlier), &gate(route))
+                && rules_within(earlier.authorize.as_ref(), route.authorize.as_ref()))
+        };
         let weaker = protected(route)
-            && !(gate_within(&gate(earlier), &gate(route))
-                && rules_within(earlier.authorize.as_ref(), route.authorize.as_ref()));
-        if weaker {
+            .then(|| earlier.iter().find(|(_, e)| is_weaker(e)))
+            .flatten();
+        if let Some((_, earlier)) = weaker {
             self.err_as(
                 "route_shadowed_by_weaker",
                 &p.key("path"),
@@ -53,7 +71,10 @@ impl Builder<'_, '_> {
             self.warn(
                 "route_shadowed",
                 &p.key("path"),
-                format!("{taken}: move it above \"{}\", or remove it", earlier.name),
+                format!(
+                    "{taken}: move it above {}, or remove it",
+                    named.join(" and ")
+                ),
             );
         }
     }
@@ -129,15 +150,44 @@ impl Builder<'_, '_> {
 
 /// Whether `earlier` matches every request `later` would: the same host or
 /// any host, a path pattern that covers `later`'s, and every method it
-/// takes. (Routes that only together cover one are not looked at.)
+/// takes.
 fn takes_all_of(earlier: &Route, later: &Route) -> bool {
-    let host = earlier.host.is_none() || earlier.host == later.host;
     let methods = match (&earlier.methods, &later.methods) {
         (None, _) => true,
         (Some(_), None) => false,
         (Some(e), Some(l)) => l.iter().all(|m| e.contains(m)),
     };
-    host && methods && earlier.pattern.covers(&later.pattern)
+    methods && covers_path(earlier, later)
+}
+
+/// Whether `earlier` matches `later`'s host and every path it would.
+fn covers_path(earlier: &Route, later: &Route) -> bool {
+    (earlier.host.is_none() || earlier.host == later.host) && earlier.pattern.covers(&later.pattern)
+}
+
+/// Earlier routes that, each for some of `later`'s methods (listed), take
+/// all of them between them: `later` never matches. `None` when none
+/// alone does and together they leave a method (or, for a route taking
+/// every method, any method outside the lists) to `later`.
+fn taken_together<'a>(
+    earlier: &'a [(usize, Arc<Route>)],
+    later: &Route,
+) -> Option<Vec<(usize, &'a Arc<Route>)>> {
+    let wanted = later.methods.as_ref()?;
+    let mut left: Vec<&Method> = wanted.iter().collect();
+    let mut together = Vec::new();
+    for (at, e) in earlier.iter().filter(|(_, e)| covers_path(e, later)) {
+        let Some(takes) = &e.methods else { continue };
+        let before = left.len();
+        left.retain(|m| !takes.contains(m));
+        if left.len() < before {
+            together.push((*at, e));
+        }
+        if left.is_empty() {
+            return Some(together);
+        }
+    }
+    None
 }
 
 /// What lets a request into a route before its `authorize` rules.
