@@ -70,7 +70,7 @@ pub async fn respond(
     state: Arc<State>,
     req: Request<Incoming>,
     conn: ConnInfo,
-) -> (Response<ResBody>, Option<AuditTail>) {
+) -> (Response<ResBody>, Option<Box<AuditTail>>) {
     let live = state.live.load_full();
     handle(&state, live, req, conn).await
 }
@@ -86,7 +86,7 @@ pub async fn handle(
     live: Arc<Live>,
     mut req: Request<Incoming>,
     conn: ConnInfo,
-) -> (Response<ResBody>, Option<AuditTail>) {
+) -> (Response<ResBody>, Option<Box<AuditTail>>) {
     use tracing::Instrument;
     let id = request_id(&req);
     let id_value = http::HeaderValue::from_str(&id).expect("request ids are header-safe");

@@ -117,7 +117,7 @@ impl RequestLog {
         status: u16,
         decision: &'static str,
         reason: &'static str,
-    ) -> Option<AuditTail> {
+    ) -> Option<Box<AuditTail>> {
         let total = self.started.elapsed();
         let label = self.route.as_ref().map_or("-", |r| r.label);
         let m = &state.metrics;
@@ -143,7 +143,9 @@ impl RequestLog {
             })
             .inc();
         let sink = state.audit.load_full()?;
-        Some(AuditTail {
+        // Boxed: it rides in every response body, which stays small when
+        // no audit trail is configured.
+        Some(Box::new(AuditTail {
             // The decision's time, though the line waits for the body.
             ts: crate::audit::now_rfc3339(),
             log: self,
@@ -153,7 +155,7 @@ impl RequestLog {
             reason,
             total_ms: total.as_millis() as u64,
             response_bytes: 0,
-        })
+        }))
     }
 }
 

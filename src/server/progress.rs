@@ -142,7 +142,7 @@ pin_project_lite::pin_project! {
         inner: B,
         progress: Arc<Progress>,
         guard: G,
-        audit: Option<AuditTail>,
+        audit: Option<Box<AuditTail>>,
     }
 
     impl<B, G> PinnedDrop for Watched<B, G> {
@@ -157,7 +157,7 @@ impl<B, G> Watched<B, G> {
         inner: B,
         progress: Arc<Progress>,
         guard: G,
-        audit: Option<AuditTail>,
+        audit: Option<Box<AuditTail>>,
     ) -> Self {
         Watched {
             inner,
