@@ -99,6 +99,17 @@ impl EncodeLabelSet for Present {
 
 type FloatGauge = Gauge<f64, AtomicU64>;
 
+/// Sets a metric that exists only while its part does: `Some(set)` sets
+/// it (creating it), `None` removes it from `/metrics`.
+fn present<M: Default, R>(family: &Family<Present, M>, set: Option<impl FnOnce(&M) -> R>) {
+    match set {
+        Some(set) => {
+            set(&family.get_or_create(&Present));
+        }
+        None => family.clear(),
+    }
+}
+
 fn latency_buckets() -> impl Iterator<Item = f64> {
     // 100 µs .. ~26 s.
     prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.0, 19)
@@ -192,27 +203,19 @@ impl Metrics {
     /// Whether the `[cluster]` Redis store answers; `None` without
     /// `[cluster]` (the metric is then absent).
     pub fn set_cluster_store_up(&self, up: Option<bool>) {
-        match up {
-            Some(up) => {
-                self.cluster_store_up
-                    .get_or_create(&Present)
-                    .set(i64::from(up));
-            }
-            None => self.cluster_store_up.clear(),
-        }
+        present(
+            &self.cluster_store_up,
+            up.map(|up| move |g: &Gauge| g.set(i64::from(up))),
+        );
     }
 
     /// The `notAfter` of the certificate the TLS listener serves, in Unix
     /// seconds; `None` without a TLS listener (the metric is then absent).
     pub fn set_tls_certificate_expiry(&self, not_after: Option<i64>) {
-        match not_after {
-            Some(t) => {
-                self.tls_certificate_expiry
-                    .get_or_create(&Present)
-                    .set(t as f64);
-            }
-            None => self.tls_certificate_expiry.clear(),
-        }
+        present(
+            &self.tls_certificate_expiry,
+            not_after.map(|t| move |g: &FloatGauge| g.set(t as f64)),
+        );
     }
 
     /// The registry in OpenMetrics text.

@@ -205,14 +205,11 @@ fn handshake_failed(session: &Session<'_>, error: Option<&std::io::Error>) {
             reason,
         })
         .inc();
-    match error {
-        Some(e) => {
-            tracing::debug!(peer = %session.conn.remote, reason, error = %e, "TLS handshake failed")
-        }
-        None => {
-            tracing::debug!(peer = %session.conn.remote, reason, error = "no handshake within header_read_timeout", "TLS handshake failed")
-        }
-    }
+    let error = error.map_or_else(
+        || "no handshake within header_read_timeout".to_owned(),
+        ToString::to_string,
+    );
+    tracing::debug!(peer = %session.conn.remote, reason, error, "TLS handshake failed");
 }
 
 /// The bounded reason label of a failed TLS handshake.
